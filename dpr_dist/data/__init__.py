@@ -1,0 +1,1 @@
+"""Data: the EMR contract, normalization, import, synthetic data and graph building."""

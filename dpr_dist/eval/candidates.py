@@ -1,0 +1,493 @@
+"""Candidate packages from the most similar training patients (paper 5.1.1).
+
+Every package model except NCF picks its recommendation from a *candidate set*: the drug
+packages of the ``k`` (paper: 10) training patients whose pre-trained patient embeddings
+are closest to the query patient by cosine similarity. :class:`CandidateIndex` holds the
+training side (L2-normalized embeddings, packages in CSR form, record ids) and answers
+batched queries with a chunked matrix product, so ``16k x 127k`` queries never hold more
+than a bounded similarity block in memory.
+
+Packages are stored in CSR form: ``indptr`` ``[N + 1]`` and drug ids ``indices``
+``[nnz]``; package ``i`` is ``indices[indptr[i]:indptr[i + 1]]``. Packages are sets, so
+the index stores every package sorted and without repeated drug ids.
+
+Example::
+
+    index = CandidateIndex(train_emb, train_packages, record_ids=train_ids)
+    cands = index.query(test_emb, k=10)
+    owner, (indptr, indices) = cands.flat()      # one batched scoring call
+    scores = model.score(test_emb[owner], indptr, indices)   # [C]
+    slot, picked = cands.pick(scores)            # best package per query
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import numpy as np
+import torch
+from scipy import sparse
+
+#: Default cap on the similarity block of one query chunk (float32 elements, 256 MiB).
+SIM_BLOCK_ELEMENTS = 1 << 26
+
+
+class PackageCSR(NamedTuple):
+    """Packages in CSR form: package ``i`` is ``indices[indptr[i]:indptr[i + 1]]``.
+
+    Attributes:
+        indptr: Row offsets ``[N + 1]``, int64, starting at 0.
+        indices: Drug ids ``[nnz]``, int64, non-negative.
+    """
+
+    indptr: np.ndarray
+    indices: np.ndarray
+
+
+Packages = Sequence[np.ndarray] | tuple[np.ndarray, np.ndarray]
+
+
+def _record_of(indptr: np.ndarray, position: int) -> int:
+    """Row of the CSR entry at ``position``."""
+    return int(np.searchsorted(indptr, position, side="right") - 1)
+
+
+def packages_to_csr(packages: Packages, name: str = "packages") -> PackageCSR:
+    """Validate packages and bring them to CSR form (order and repeats kept as given).
+
+    Args:
+        packages: Either a sequence of 1-D integer arrays (one package per record) or a
+            ``tuple`` ``(indptr, indices)`` (a :class:`PackageCSR` is such a tuple).
+        name: Name of the argument, used in error messages.
+
+    Returns:
+        The packages as :class:`PackageCSR` with int64 arrays.
+
+    Raises:
+        ValueError: on a malformed CSR or a drug id that is negative or not an integer,
+            naming the record (its position) and the field.
+    """
+    if isinstance(packages, tuple) and len(packages) == 2:
+        indptr = np.asarray(packages[0])
+        indices = np.asarray(packages[1])
+        if indptr.ndim != 1 or indices.ndim != 1 or indptr.size == 0:
+            raise ValueError(f"{name}: CSR form needs 1-D indptr [N+1] and indices [nnz]")
+        if indptr[0] != 0 or indptr[-1] != indices.size or np.any(np.diff(indptr) < 0):
+            raise ValueError(
+                f"{name}: indptr must start at 0, be non-decreasing and end at "
+                f"len(indices)={indices.size}"
+            )
+        indptr = indptr.astype(np.int64, copy=False)
+    else:
+        arrays = [np.asarray(p) for p in packages]
+        for i, a in enumerate(arrays):
+            if a.ndim != 1:
+                raise ValueError(f"{name}[{i}]: a package must be a 1-D array of drug ids")
+        lengths = np.fromiter((a.size for a in arrays), dtype=np.int64, count=len(arrays))
+        indptr = np.zeros(len(arrays) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        nonempty = [a for a in arrays if a.size]
+        indices = np.concatenate(nonempty) if nonempty else np.zeros(0, dtype=np.int64)
+    if indices.size and indices.dtype.kind not in "iu":
+        if indices.dtype.kind != "f":
+            raise ValueError(f"{name}: drug ids must be integers, got dtype {indices.dtype}")
+        bad = np.flatnonzero(~np.isfinite(indices) | (indices != np.round(indices)))
+        if bad.size:
+            rec = _record_of(indptr, int(bad[0]))
+            raise ValueError(f"{name}[{rec}]: drug ids must be integers")
+    indices = indices.astype(np.int64, copy=False)
+    neg = np.flatnonzero(indices < 0)
+    if neg.size:
+        rec = _record_of(indptr, int(neg[0]))
+        raise ValueError(f"{name}[{rec}]: drug ids must be non-negative")
+    return PackageCSR(indptr, indices)
+
+
+def multihot(csr: PackageCSR, num_drugs: int) -> sparse.csr_array:
+    """Binary multi-hot matrix of packages (repeated drug ids count once).
+
+    Args:
+        csr: Packages ``[N]`` in CSR form.
+        num_drugs: Number of columns ``M``; every drug id must be below it.
+
+    Returns:
+        ``scipy.sparse.csr_array`` ``[N, M]`` of 0/1 float32 with sorted column indices.
+    """
+    n = csr.indptr.size - 1
+    mat = sparse.csr_array(
+        (np.ones(csr.indices.size, dtype=np.float32), csr.indices, csr.indptr),
+        shape=(n, num_drugs),
+    )
+    mat.sum_duplicates()
+    mat.data[:] = 1.0
+    return mat
+
+
+def gather_rows(csr: PackageCSR, rows: np.ndarray) -> PackageCSR:
+    """Select packages ``rows`` (``[R]`` int) from ``csr`` into a new CSR, vectorized."""
+    rows = np.asarray(rows, dtype=np.int64)
+    starts = csr.indptr[rows]
+    lengths = csr.indptr[rows + 1] - starts
+    indptr = np.zeros(rows.size + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    # Position j of output row r reads input entry starts[r] + j.
+    offsets = np.arange(indptr[-1], dtype=np.int64) - np.repeat(indptr[:-1], lengths)
+    return PackageCSR(indptr, csr.indices[np.repeat(starts, lengths) + offsets])
+
+
+def _package_ids(csr: PackageCSR) -> np.ndarray:
+    """Id ``[N]`` per canonical package; identical packages share an id.
+
+    Packages are grouped by length and each group is de-duplicated with one
+    ``np.unique(axis=0)``, so memory stays ``O(nnz)`` and equality is exact.
+    """
+    lengths = np.diff(csr.indptr)
+    ids = np.empty(lengths.size, dtype=np.int64)
+    next_id = 0
+    for length in np.unique(lengths):
+        rows = np.flatnonzero(lengths == length)
+        if length == 0:
+            ids[rows] = next_id
+            next_id += 1
+            continue
+        block = gather_rows(csr, rows).indices.reshape(rows.size, int(length))
+        _, inverse = np.unique(block, axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        ids[rows] = inverse + next_id
+        next_id += int(inverse.max()) + 1
+    return ids
+
+
+def _normalize(x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.normalize(x, p=2.0, dim=1, eps=1e-12)
+
+
+@dataclass
+class Candidates:
+    """Candidate sets of ``Q`` queries, up to ``k`` packages each.
+
+    The packages themselves are not copied: they are rows ``neighbors`` of the index's
+    CSR (``pkg_indptr``, ``pkg_indices``). Padding slots (fewer than ``k`` candidates
+    because the index is small, the query itself was excluded, or duplicates were
+    dropped) have ``neighbors == -1`` and ``similarity == -inf``; valid slots come first,
+    in order of decreasing similarity.
+
+    For batched scoring use :meth:`flat`: candidate ``c`` is the ``c``-th valid slot in
+    row-major order (query by query, most similar first); :meth:`pick` maps a score per
+    flat candidate back to the best package per query.
+
+    Attributes:
+        neighbors: Index rows ``[Q, k]`` int64, ``-1`` for padding.
+        similarity: Cosine similarities ``[Q, k]`` float32, ``-inf`` for padding.
+        pkg_indptr: Row offsets of the index's packages ``[N + 1]``.
+        pkg_indices: Drug ids of the index's packages ``[nnz]``.
+    """
+
+    neighbors: np.ndarray
+    similarity: np.ndarray
+    pkg_indptr: np.ndarray
+    pkg_indices: np.ndarray
+
+    @property
+    def valid(self) -> np.ndarray:
+        """Mask ``[Q, k]`` of the slots holding a candidate."""
+        return self.neighbors >= 0
+
+    @property
+    def counts(self) -> np.ndarray:
+        """Number of candidates per query ``[Q]``."""
+        return self.valid.sum(axis=1)
+
+    def __len__(self) -> int:
+        return self.neighbors.shape[0]
+
+    def flat(self) -> tuple[np.ndarray, PackageCSR]:
+        """All candidates of all queries, for one batched scoring call.
+
+        Returns:
+            ``owner`` ``[C]`` (query row of each candidate) and the candidates' packages
+            as :class:`PackageCSR` (``indptr`` ``[C + 1]``, ``indices`` ``[nnz_C]``).
+        """
+        owner, _ = np.nonzero(self.valid)
+        rows = self.neighbors[self.valid]
+        csr = PackageCSR(self.pkg_indptr, self.pkg_indices)
+        return owner.astype(np.int64), gather_rows(csr, rows)
+
+    @property
+    def packages(self) -> list[list[np.ndarray]]:
+        """Per query, the candidate packages (views into the index), most similar first."""
+        ip, ix = self.pkg_indptr, self.pkg_indices
+        return [[ix[ip[r] : ip[r + 1]] for r in row[row >= 0]] for row in self.neighbors]
+
+    def pick(self, scores: np.ndarray | torch.Tensor) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Best-scoring candidate of every query.
+
+        Args:
+            scores: One score per flat candidate ``[C]`` (order of :meth:`flat`); higher
+                is better. Ties go to the more similar neighbour.
+
+        Returns:
+            ``slot`` ``[Q]`` (column in ``neighbors``, ``-1`` when a query has no
+            candidate) and the picked packages (empty array for such queries).
+
+        Raises:
+            ValueError: if ``scores`` has the wrong length or contains NaN.
+        """
+        if isinstance(scores, torch.Tensor):
+            scores = scores.detach().cpu().numpy()
+        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+        valid = self.valid
+        if scores.size != int(valid.sum()):
+            raise ValueError(
+                f"scores: expected {int(valid.sum())} values (one per candidate), got {scores.size}"
+            )
+        if np.isnan(scores).any():
+            bad = np.nonzero(valid)[0][np.isnan(scores)]
+            raise ValueError(f"scores: NaN for query rows {np.unique(bad)[:10].tolist()}")
+        grid = np.full((len(self), max(valid.shape[1], 1)), -np.inf)
+        grid[:, : valid.shape[1]][valid] = scores
+        has = valid.any(axis=1)
+        slot = np.where(has, grid.argmax(axis=1), -1).astype(np.int64)
+        rows = np.full(len(self), -1, dtype=np.int64)
+        rows[has] = self.neighbors[np.flatnonzero(has), slot[has]]
+        ip, ix = self.pkg_indptr, self.pkg_indices
+        empty = np.zeros(0, dtype=ix.dtype)
+        picked = [ix[ip[r] : ip[r + 1]] if r >= 0 else empty for r in rows]
+        return slot, picked
+
+
+class CandidateIndex:
+    """Training patients' normalized embeddings, their packages and record ids.
+
+    Args:
+        embeddings: Pre-trained patient embeddings ``[N, D]``; stored L2-normalized as
+            float32 (an all-zero row stays zero and has similarity 0 to everything).
+        packages: ``N`` packages, as a sequence of drug-id arrays or a ``(indptr,
+            indices)`` tuple; stored sorted and without repeated drug ids.
+        record_ids: Optional ``N`` record identifiers (returned by :meth:`ids`, used in
+            error messages).
+
+    Raises:
+        ValueError: on mismatched lengths, non-finite embeddings or bad drug ids,
+            naming the record.
+    """
+
+    FILENAME = "candidate_index.npz"
+
+    def __init__(
+        self,
+        embeddings: np.ndarray | torch.Tensor,
+        packages: Packages,
+        record_ids: Sequence[str] | None = None,
+    ) -> None:
+        emb = torch.as_tensor(embeddings).detach().to(device="cpu", dtype=torch.float32)
+        if emb.ndim != 2:
+            raise ValueError(f"embeddings: expected a 2-D array [N, D], got {tuple(emb.shape)}")
+        n = emb.shape[0]
+        ids = None if record_ids is None else np.asarray([str(r) for r in record_ids], dtype=str)
+        if ids is not None and ids.size != n:
+            raise ValueError(f"record_ids: expected {n} ids (one per embedding), got {ids.size}")
+        bad = torch.nonzero(~torch.isfinite(emb).all(dim=1)).reshape(-1)
+        if bad.numel():
+            row = int(bad[0])
+            who = f"record {str(ids[row])!r}" if ids is not None else f"row {row}"
+            raise ValueError(f"embeddings: non-finite value in {who}")
+        csr = packages_to_csr(packages, "packages")
+        if csr.indptr.size - 1 != n:
+            raise ValueError(
+                f"packages: expected {n} packages (one per embedding), got {csr.indptr.size - 1}"
+            )
+        num_drugs = int(csr.indices.max()) + 1 if csr.indices.size else 0
+        canon = multihot(csr, num_drugs)
+        self._set(_normalize(emb), canon.indptr, canon.indices, ids)
+
+    def _set(
+        self, emb: torch.Tensor, indptr: np.ndarray, indices: np.ndarray, ids: np.ndarray | None
+    ) -> None:
+        """Store already normalized embeddings and canonical (sorted, unique) packages."""
+        self.embeddings: torch.Tensor = emb.contiguous()
+        self.indptr: np.ndarray = np.asarray(indptr).astype(np.int64)
+        self.indices: np.ndarray = np.asarray(indices).astype(np.int64)
+        self.record_ids: np.ndarray | None = ids
+        self.package_ids: np.ndarray = _package_ids(PackageCSR(self.indptr, self.indices))
+
+    def __len__(self) -> int:
+        return self.embeddings.shape[0]
+
+    @property
+    def dim(self) -> int:
+        """Embedding size ``D``."""
+        return self.embeddings.shape[1]
+
+    def package(self, row: int) -> np.ndarray:
+        """Package of index row ``row`` (sorted drug ids)."""
+        return self.indices[self.indptr[row] : self.indptr[row + 1]]
+
+    def ids(self, rows: np.ndarray) -> np.ndarray:
+        """Record ids of index rows (``""`` for ``-1`` padding)."""
+        if self.record_ids is None:
+            raise ValueError("this index was built without record_ids")
+        rows = np.asarray(rows)
+        out = self.record_ids[np.maximum(rows, 0)]
+        return np.where(rows >= 0, out, "")
+
+    def query(
+        self,
+        u: torch.Tensor | np.ndarray,
+        k: int = 10,
+        exclude: np.ndarray | None = None,
+        dedupe: bool = True,
+        chunk: int | None = None,
+    ) -> Candidates:
+        """Candidate sets: packages of the ``k`` most cosine-similar index rows.
+
+        Args:
+            u: Query patient embeddings ``[Q, D]`` (normalized here).
+            k: Number of nearest neighbours (paper: 10).
+            exclude: Index row to leave out per query ``[Q]`` (``-1`` = none); use it when
+                the queries are themselves index rows (training-time validation).
+            dedupe: Drop a neighbour whose package equals that of a more similar
+                neighbour (keeps the most similar occurrence). The set of candidate
+                packages is unchanged; only repeats go (to padding at the end).
+            chunk: Query rows per similarity block ``[chunk, N]``; ``None`` picks the
+                largest chunk (at most 4096) keeping the block under
+                ``SIM_BLOCK_ELEMENTS`` floats.
+
+        Returns:
+            :class:`Candidates` with ``neighbors`` / ``similarity`` of shape ``[Q, k]``.
+
+        Raises:
+            ValueError: on a wrong shape, a non-finite query row or an out-of-range
+                ``exclude`` entry, naming the query row.
+        """
+        if k < 1:
+            raise ValueError(f"k: must be at least 1, got {k}")
+        q = torch.as_tensor(u).detach().to(device="cpu", dtype=torch.float32)
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise ValueError(f"u: expected shape [Q, {self.dim}], got {tuple(q.shape)}")
+        bad = torch.nonzero(~torch.isfinite(q).all(dim=1)).reshape(-1)
+        if bad.numel():
+            raise ValueError(f"u: non-finite value in query row {int(bad[0])}")
+        nq, n = q.shape[0], len(self)
+        if exclude is not None:
+            exclude = np.asarray(exclude, dtype=np.int64).reshape(-1)
+            if exclude.size != nq:
+                raise ValueError(
+                    f"exclude: expected {nq} entries (one per query), got {exclude.size}"
+                )
+            out_of_range = np.flatnonzero((exclude < -1) | (exclude >= n))
+            if out_of_range.size:
+                row = int(out_of_range[0])
+                raise ValueError(f"exclude: query row {row} names an index row outside [-1, {n})")
+        if chunk is None:
+            chunk = int(min(4096, max(1, SIM_BLOCK_ELEMENTS // max(n, 1))))
+        kk = min(k, n)
+        neighbors = np.full((nq, k), -1, dtype=np.int64)
+        similarity = np.full((nq, k), -np.inf, dtype=np.float32)
+        q = _normalize(q)
+        for start in range(0, nq, chunk):
+            stop = min(start + chunk, nq)
+            sims = q[start:stop] @ self.embeddings.T  # [B, N]
+            if exclude is not None:
+                ex = torch.from_numpy(exclude[start:stop])
+                rows = torch.nonzero(ex >= 0).reshape(-1)
+                sims[rows, ex[rows]] = -torch.inf
+            if kk:
+                val, idx = torch.topk(sims, kk, dim=1, largest=True, sorted=True)
+                similarity[start:stop, :kk] = val.numpy()
+                neighbors[start:stop, :kk] = idx.numpy()
+        neighbors[np.isneginf(similarity)] = -1
+        if dedupe:
+            neighbors, similarity = self._dedupe(neighbors, similarity)
+        return Candidates(neighbors, similarity, self.indptr, self.indices)
+
+    def _dedupe(
+        self, neighbors: np.ndarray, similarity: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Drop repeated packages per query row and move padding to the end."""
+        valid = neighbors >= 0
+        pid = np.where(valid, self.package_ids[np.maximum(neighbors, 0)], -1)
+        k = pid.shape[1]
+        earlier = np.tril(np.ones((k, k), dtype=bool), k=-1)  # earlier[i, j]: j < i
+        dup = ((pid[:, :, None] == pid[:, None, :]) & earlier).any(axis=2) & valid
+        keep = valid & ~dup
+        order = np.argsort(~keep, axis=1, kind="stable")
+        neighbors = np.where(keep, neighbors, -1)
+        similarity = np.where(keep, similarity, np.float32(-np.inf)).astype(np.float32)
+        return np.take_along_axis(neighbors, order, 1), np.take_along_axis(similarity, order, 1)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the index to directory ``path`` (created) as ``candidate_index.npz``.
+
+        Returns:
+            The file written.
+        """
+        directory = Path(path)
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / self.FILENAME
+        arrays = {
+            "embeddings": self.embeddings.numpy(),
+            "indptr": self.indptr,
+            "indices": self.indices,
+        }
+        if self.record_ids is not None:
+            arrays["record_ids"] = self.record_ids
+        with open(target, "wb") as fh:
+            np.savez(fh, **arrays)
+        return target
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CandidateIndex":
+        """Read an index written by :meth:`save` (``path`` is the directory or the file)."""
+        target = Path(path)
+        if target.is_dir():
+            target = target / cls.FILENAME
+        if not target.is_file():
+            raise FileNotFoundError(f"no candidate index at {target}")
+        with np.load(target, allow_pickle=False) as data:
+            emb = torch.from_numpy(data["embeddings"].astype(np.float32))
+            indptr, indices = data["indptr"], data["indices"]
+            ids = data["record_ids"] if "record_ids" in data.files else None
+        n = emb.shape[0]
+        if emb.ndim != 2 or indptr.size != n + 1 or (ids is not None and ids.size != n):
+            raise ValueError(f"{target}: inconsistent sizes of embeddings, packages, record_ids")
+        index = cls.__new__(cls)
+        index._set(emb, indptr, indices, ids)
+        return index
+
+
+def brute_force_topk(
+    index_embeddings: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    exclude: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reference cosine top-``k`` in plain numpy (for tests; ``O(Q N)`` memory).
+
+    Args:
+        index_embeddings: ``[N, D]``.
+        queries: ``[Q, D]``.
+        k: Neighbours per query.
+        exclude: Index row to leave out per query ``[Q]`` (``-1`` = none).
+
+    Returns:
+        ``neighbors`` ``[Q, k]`` (``-1`` padding) and ``similarity`` ``[Q, k]``
+        (``-inf`` padding), most similar first.
+    """
+    a = np.asarray(index_embeddings, dtype=np.float64)
+    b = np.asarray(queries, dtype=np.float64)
+    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    sims = b @ a.T
+    if exclude is not None:
+        rows = np.flatnonzero(np.asarray(exclude) >= 0)
+        sims[rows, np.asarray(exclude)[rows]] = -np.inf
+    order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    top = np.take_along_axis(sims, order, 1)
+    pad = k - order.shape[1]
+    order = np.pad(order, ((0, 0), (0, pad)), constant_values=-1)
+    top = np.pad(top, ((0, 0), (0, pad)), constant_values=-np.inf)
+    order[np.isneginf(top)] = -1
+    return order, top

@@ -1,0 +1,1 @@
+"""Training: batches from prepared records, distributed negatives, Ray Train runs."""

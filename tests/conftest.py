@@ -1,0 +1,103 @@
+"""Shared fixtures: one local Ray cluster per session, a real S3 endpoint on loopback,
+and small synthetic data sets prepared once per session."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def shared_data(*parts: str) -> Path:
+    """Path under ``../shared/data``; skips the test with a reason when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared data not available: {path} (CI and developer machines have it)")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-compatible server (moto's server mode) on loopback, with a bucket ``dpr``.
+
+    Sets the standard AWS_* variables for this process, so pyarrow, s3fs and boto3 use it.
+    """
+    port = _free_port()
+    exe = Path(sys.executable).with_name("moto_server")
+    proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    import boto3
+
+    deadline = time.time() + 30
+    while True:
+        try:
+            boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="dpr")
+            break
+        except Exception:
+            if time.time() > deadline:
+                proc.kill()
+                raise
+            time.sleep(0.3)
+    yield endpoint
+    proc.terminate()
+    proc.wait(timeout=10)
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray cluster shared by the whole test session."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """Small synthetic EMR + interactions written in the contract."""
+    from dpr_dist.data import synth
+
+    out = tmp_path_factory.mktemp("synth")
+    emr, ddi = synth.generate(records=400, drugs=40, seed=0, mean_package=8)
+    synth.write(emr, ddi, str(out))
+    return {"dir": out, "emr": str(out / "emr"), "ddi": str(out / "ddi.parquet"), "emr_table": emr,
+            "ddi_table": ddi}
+
+
+@pytest.fixture(scope="session")
+def tiny_prepared(tiny_data, ray_session, tmp_path_factory):
+    """``tiny_data`` run through ``prepare`` once per session."""
+    from dpr_dist.config import load_config
+    from dpr_dist.data.prepare import prepare
+
+    out = tmp_path_factory.mktemp("prepared")
+    cfg = load_config(None, ["data.rows_per_block=128"])
+    manifest = prepare(cfg, emr=tiny_data["emr"], ddi=tiny_data["ddi"], out=str(out))
+    return {"dir": out, "manifest": manifest, "cfg": cfg}
