@@ -122,7 +122,7 @@ def disease_documents(table: pa.Table) -> pa.ListArray:
     age = pa.array(age_group(np.clip(ages, 0, None)), pa.string())
     ins = pc.fill_null(_token_part(table["insurance"].combine_chunks()), "unknown")
     ins = pc.if_else(pc.equal(ins, ""), "unknown", ins)
-    surg = table["surgery"].combine_chunks()
+    surg = table["surgery"].combine_chunks().cast(pa.bool_())
     surg_tok = pc.if_else(pc.is_null(surg), "unknown", pc.if_else(pc.fill_null(surg, False), "yes", "no"))
     demo = [
         pc.binary_join_element_wise("gender", gender, ":"),

@@ -37,6 +37,14 @@ def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
             kwargs["endpoint_override"] = endpoint
             if endpoint.startswith("http://"):
                 kwargs["scheme"] = "http"
+        # Explicit keys from the driver's environment travel with the filesystem object to
+        # Ray workers, whose environment may lack them; otherwise the default chain applies
+        # (instance profile, IRSA, ~/.aws) on each worker.
+        if os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
+            kwargs["access_key"] = os.environ["AWS_ACCESS_KEY_ID"]
+            kwargs["secret_key"] = os.environ["AWS_SECRET_ACCESS_KEY"]
+            if os.environ.get("AWS_SESSION_TOKEN"):
+                kwargs["session_token"] = os.environ["AWS_SESSION_TOKEN"]
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         if region:
             kwargs["region"] = region

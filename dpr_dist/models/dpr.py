@@ -1,0 +1,413 @@
+"""DPR-WG and DPR-AG (paper 4.3), the GNN baseline and the ablations of paper 5.2.2.
+
+One :class:`DPR` module covers every package-graph model; a :class:`Variant` (chosen by
+name) switches its parts on and off:
+
+==============  =====  ==============================================================
+name            graph  what is used
+==============  =====  ==============================================================
+``gnn``         WG     structure only: every edge weight 1, no patient mask
+``wg``          WG     ``e^_vu = c_vu * e_vu`` (eqs. 9-10), ``e_vu`` = 1 / -1 / p_vu
+``wg_context``  WG     no contextual impact factor: ``e^_vu = e_vu`` (no mask layer)
+``wg_type``     WG     no interaction type: ``e^_vu = c_vu`` (``e_vu = 1``)
+``ag``          AG     ``e^_vu = sigma(MLP(u)) * MLP([d_v || d_u])`` (eqs. 16-17) + CE
+``ag_mask``     AG     no mask layer: ``e^_vu = e_vu``
+``ag_type``     AG     no interaction-type cross-entropy in the loss (eq. 21)
+==============  =====  ==============================================================
+
+Only the modules a variant uses are created, so every parameter takes part in the graph at
+every step (as ``DistributedDataParallel`` without ``find_unused_parameters`` expects).
+
+This is the clear reference implementation: all per-node and per-edge quantities are
+computed per graph, also where a patient's positive and negative packages share them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.data import Batch, Data
+
+from dpr_dist.config import ModelConfig
+from dpr_dist.models.batch import PatientBatch, check_ids
+from dpr_dist.models.encoder import PatientEncoder
+from dpr_dist.models.layers import MLP, AGConv, GatedReadout, WGConv, kaiming_init
+from dpr_dist.models.ncf import NCF
+
+GraphInput = Batch | Data
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Which parts of DPR a model uses.
+
+    Attributes:
+        name: The model name.
+        graph: ``"wg"`` (weighted graph, :class:`WGConv`) or ``"ag"`` (attributed graph,
+            :class:`AGConv`).
+        initial_weights: WG: initial weights ``e_vu`` from ``edge_w`` (else all 1).
+        context: WG: contextual impact factor ``c_vu`` through the mask layer (eqs. 9-10).
+        edge_mask: AG: mask layer on the edge attributes (eq. 17).
+        type_loss: AG: interaction-type cross-entropy through ``Q`` (eq. 21).
+    """
+
+    name: str
+    graph: str
+    initial_weights: bool = False
+    context: bool = False
+    edge_mask: bool = False
+    type_loss: bool = False
+
+    @property
+    def has_mask(self) -> bool:
+        """Whether the model has the mask layer ``sigma(MLP(u))``."""
+        return self.context or self.edge_mask
+
+
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant("gnn", "wg"),
+        Variant("wg", "wg", initial_weights=True, context=True),
+        Variant("wg_context", "wg", initial_weights=True),
+        Variant("wg_type", "wg", context=True),
+        Variant("ag", "ag", edge_mask=True, type_loss=True),
+        Variant("ag_mask", "ag", type_loss=True),
+        Variant("ag_type", "ag", edge_mask=True),
+    )
+}
+
+
+def _graph_index(graphs: GraphInput) -> tuple[Tensor, int]:
+    """Node-to-graph index ``[N]`` and the number of graphs of a Batch (or a single Data)."""
+    batch = getattr(graphs, "batch", None)
+    if batch is None:
+        return graphs.drug.new_zeros(graphs.drug.size(0)), 1
+    return batch, int(graphs.num_graphs)
+
+
+class DPR(nn.Module):
+    """Drug Package Recommendation on package graphs (paper 4.3).
+
+    Args:
+        cfg: Dimensions: encoder (``mlp_out``, ``char_dim``, ``lstm_hidden``), ``drug_dim``
+            (node and package-embedding size), ``hidden`` (every MLP), ``edge_dim``
+            (AG edge attributes), ``gnn_layers``, ``ce_weight``. The context MLP of eq. 10
+            outputs ``mlp_out`` values.
+        num_drugs: ``M``.
+        num_doc_words: Disease-document vocabulary size.
+        num_chars: Character vocabulary size (padding id 0 included).
+        variant: A name of :data:`VARIANTS` (``cfg.name`` when None).
+    """
+
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        num_drugs: int,
+        num_doc_words: int,
+        num_chars: int,
+        variant: str | None = None,
+    ) -> None:
+        super().__init__()
+        name = cfg.name if variant is None else variant
+        if name not in VARIANTS:
+            raise ValueError(f"DPR: unknown variant {name!r}; expected one of {sorted(VARIANTS)}")
+        if cfg.gnn_layers < 1:
+            raise ValueError(f"DPR: model.gnn_layers must be >= 1, got {cfg.gnn_layers}")
+        if num_drugs < 1:
+            raise ValueError(f"DPR: num_drugs must be >= 1, got {num_drugs}")
+        self.variant = VARIANTS[name]
+        self.num_drugs = num_drugs
+        self.ce_weight = cfg.ce_weight
+        dim, hid = cfg.drug_dim, cfg.hidden
+        self.encoder = PatientEncoder(cfg, num_doc_words, num_chars)  # eqs. 1-3
+        self.drug_emb = nn.Embedding(num_drugs, dim)
+        u_dim = self.encoder.out_dim
+        v = self.variant
+        if v.has_mask:  # sigma(MLP(u)): over drug embeddings (eq. 9) or edge attributes (eq. 17)
+            self.mask_mlp = MLP(u_dim, hid, dim if v.graph == "wg" else cfg.edge_dim)
+        if v.context:  # c_vu = tanh(a^T MLP([d^_u || d^_v])) (eq. 10)
+            self.context_mlp = MLP(2 * dim, hid, cfg.mlp_out)
+            self.context_a = nn.Linear(cfg.mlp_out, 1, bias=False)
+        if v.graph == "ag":  # e_vu = MLP([d_v || d_u]) (eq. 16)
+            self.edge_mlp = MLP(2 * dim, hid, cfg.edge_dim)
+            convs = [AGConv(dim, cfg.edge_dim, hid) for _ in range(cfg.gnn_layers)]
+        else:
+            convs = [WGConv(dim, hid) for _ in range(cfg.gnn_layers)]
+        self.convs = nn.ModuleList(convs)
+        if v.type_loss:  # logits e^T Q, Q = type_proj.weight.T in R^{edge_dim x 3} (eq. 21)
+            self.type_proj = nn.Linear(cfg.edge_dim, 3, bias=False)
+        self.readout = GatedReadout(dim, hid, dim)  # eq. 14
+        self.predict = MLP(u_dim + dim, hid, 1)  # MLP([u || g]) (eq. 15)
+        kaiming_init(self)
+
+    # ------------------------------------------------------------------ patients
+    def encode(self, p: PatientBatch) -> Tensor:
+        """Patient embeddings ``u`` ``[B, D_u]`` (eq. 3)."""
+        return self.encoder(p)
+
+    def mask(self, u: Tensor) -> Tensor:
+        """Mask vectors ``sigma(MLP(u))`` (eqs. 9, 17; Figure 8 of the paper).
+
+        Args:
+            u: ``[B, D_u]``.
+
+        Returns:
+            ``[B, drug_dim]`` (WG) or ``[B, edge_dim]`` (AG), in ``(0, 1)``.
+        """
+        if not self.variant.has_mask:
+            raise ValueError(f"DPR: variant {self.variant.name!r} has no mask layer")
+        return torch.sigmoid(self.mask_mlp(u))
+
+    @property
+    def Q(self) -> Tensor:  # noqa: N802 (the paper's name)
+        """Transfer matrix ``Q`` ``[edge_dim, 3]`` of eq. 21 (variants with the type loss)."""
+        if not self.variant.type_loss:
+            raise ValueError(f"DPR: variant {self.variant.name!r} has no transfer matrix Q")
+        return self.type_proj.weight.T
+
+    # ------------------------------------------------------------------ graphs
+    def check_graphs(self, graphs: GraphInput, owner: Tensor, num_patients: int) -> None:
+        """Validate package graphs and their owners.
+
+        Raises:
+            ValueError: naming the field (and graph or row) that is wrong.
+        """
+        _, num_graphs = _graph_index(graphs)
+        if owner.dim() != 1 or owner.size(0) != num_graphs:
+            raise ValueError(
+                f"DPR: owner must be [{num_graphs}] (one per graph), got {tuple(owner.shape)}"
+            )
+        check_ids(owner, num_patients, "DPR: owner (patient row per graph)")
+        check_ids(graphs.drug, self.num_drugs, "DPR: graphs.drug (node)")
+        needed = ["edge_w"] if self.variant.initial_weights else []
+        needed += ["edge_rel"] if self.variant.type_loss else []
+        for key in needed:
+            val = getattr(graphs, key, None)
+            if val is None or val.size(0) != graphs.edge_index.size(1):
+                raise ValueError(
+                    f"DPR: graphs.{key} must be [E] (one per edge) for {self.variant.name!r}"
+                )
+        if self.variant.type_loss and graphs.edge_rel.numel():
+            bad = (graphs.edge_rel < -1) | (graphs.edge_rel > 2)
+            if bool(bad.any()):
+                edge = int(bad.nonzero()[0, 0])
+                raise ValueError(f"DPR: graphs.edge_rel: edge {edge} is not one of -1, 0, 1, 2")
+
+    def _forward_graphs(
+        self, u: Tensor, graphs: GraphInput, owner: Tensor
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Package embeddings ``g`` ``[G, drug_dim]`` and the edge quantities behind them.
+
+        Returns:
+            ``(g, aux)`` where ``aux`` has ``e`` (initial weights ``[E]`` or attribute
+            vectors ``[E, edge_dim]``), ``e_hat`` (the same, updated by the patient) and,
+            with the context factor, ``c`` ``[E]``.
+        """
+        self.check_graphs(graphs, owner, u.size(0))
+        batch, num_graphs = _graph_index(graphs)
+        v = self.variant
+        d = self.drug_emb(graphs.drug)  # h^(0) = d, [N, D]
+        node_owner = owner[batch]  # patient row of each node, [N]
+        src, dst = graphs.edge_index  # message v -> u: v = src, u = dst
+        aux: dict[str, Tensor] = {}
+        if v.graph == "wg":
+            if v.initial_weights:  # e_vu = 1 (synergism) / -1 (antagonism) / p_vu (4.3.1)
+                e = graphs.edge_w.to(d.dtype)
+            else:
+                e = d.new_ones(src.size(0))
+            if v.context:
+                d_hat = self.mask(u)[node_owner] * d  # eq. 9
+                z = self.context_mlp(torch.cat([d_hat[dst], d_hat[src]], dim=-1))
+                c = torch.tanh(self.context_a(z)).squeeze(-1)  # eq. 10
+                e_hat = c * e
+                aux["c"] = c
+            else:
+                e_hat = e
+        else:
+            e = self.edge_mlp(torch.cat([d[src], d[dst]], dim=-1))  # eq. 16
+            e_hat = self.mask(u)[node_owner[dst]] * e if v.edge_mask else e  # eq. 17
+        aux["e"], aux["e_hat"] = e, e_hat
+        h = d
+        for conv in self.convs:  # eqs. 11-13 (WG) / 18-20 (AG); e^ is the same in every layer
+            h = conv(h, graphs.edge_index, e_hat)
+        g = self.readout(d, h, batch, num_graphs)  # eq. 14
+        return g, aux
+
+    def package_embedding(self, u: Tensor, graphs: GraphInput, owner: Tensor) -> Tensor:
+        """Package embeddings ``g`` (eq. 14), each graph embedded under its owner's mask.
+
+        Args:
+            u: ``[B, D_u]`` patient embeddings.
+            graphs: ``G`` package graphs (see :mod:`dpr_dist.models.batch`).
+            owner: ``[G]`` int64 row of ``u`` of each graph.
+
+        Returns:
+            ``[G, drug_dim]``.
+        """
+        return self._forward_graphs(u, graphs, owner)[0]
+
+    def _predict(self, u: Tensor, g: Tensor, owner: Tensor) -> Tensor:
+        return self.predict(torch.cat([u[owner], g], dim=-1)).squeeze(-1)  # MLP([u || g])
+
+    def score(self, u: Tensor, graphs: GraphInput, owner: Tensor) -> Tensor:
+        """Scores ``MLP([u_owner || g])`` ``[G]`` of each package for its owner (eq. 15)."""
+        return self._predict(u, self.package_embedding(u, graphs, owner), owner)
+
+    # ------------------------------------------------------------------ training
+    def forward(
+        self, p: PatientBatch, graphs: Batch, owner: Tensor, num_negatives: int
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The training loss, :meth:`loss` (so that ``DistributedDataParallel(dpr)(...)`` runs it)."""
+        return self.loss(p, graphs, owner, num_negatives)
+
+    def loss(
+        self, p: PatientBatch, graphs: Batch, owner: Tensor, num_negatives: int
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Package BPR loss (eq. 15), plus the interaction-type cross-entropy for AG (eq. 21).
+
+        Layout (patient-major): with ``K = num_negatives``, graph ``i * (1 + K)`` is the
+        positive package of patient ``i`` (row ``i`` of ``p``) and graphs
+        ``i * (1 + K) + 1 .. i * (1 + K) + K`` are its ``K`` negative packages; so
+        ``owner`` must equal ``arange(B).repeat_interleave(1 + K)``.
+
+        * BPR: ``-ln sigma(MLP([u_i || g_i]) - MLP([u_i || g_j]))`` averaged over the
+          ``B * K`` (positive, negative) pairs.
+        * CE (variants with ``type_loss``): ``-ln softmax(e_vu^T Q)[R_vu]`` with the
+          unmasked ``e_vu`` (eq. 16), averaged over the edges of the positive graphs
+          whose relation is labelled (``edge_rel != -1``), times ``model.ce_weight``.
+          Zero when there is none. Negative packages' edges never enter it.
+
+        The L2 term ``lambda ||Theta||^2`` is left to the trainer
+        (:func:`dpr_dist.models.layers.l2_penalty`).
+
+        Args:
+            p: ``B`` patients.
+            graphs: ``B * (1 + K)`` package graphs in the layout above.
+            owner: ``[B * (1 + K)]`` int64.
+            num_negatives: ``K >= 1``.
+
+        Returns:
+            ``(loss, stats)``; ``stats`` holds detached scalar tensors: ``bpr``,
+            ``pair_acc`` (fraction of pairs with the positive scored higher) and, with the
+            type loss, ``ce`` and ``ce_edges`` (labelled positive edges).
+        """
+        k = int(num_negatives)
+        if k < 1:
+            raise ValueError(f"DPR.loss: num_negatives must be >= 1, got {num_negatives}")
+        b = len(p)
+        group = 1 + k
+        _, num_graphs = _graph_index(graphs)
+        if num_graphs != b * group:
+            raise ValueError(
+                f"DPR.loss: expected {b} patients x (1 + {k}) = {b * group} graphs, got {num_graphs}"
+            )
+        expected = torch.arange(b, device=owner.device).repeat_interleave(group)
+        if owner.shape != expected.shape or not bool((owner == expected).all()):
+            raise ValueError(
+                "DPR.loss: owner must be arange(B).repeat_interleave(1 + K) (patient-major)"
+            )
+        u = self.encode(p)
+        g, aux = self._forward_graphs(u, graphs, owner)
+        s = self._predict(u, g, owner).view(b, group)
+        diff = s[:, :1] - s[:, 1:]  # positive minus each negative, [B, K]
+        bpr = -F.logsigmoid(diff).mean()  # eq. 15
+        stats = {"bpr": bpr.detach(), "pair_acc": (diff > 0).float().mean().detach()}
+        loss = bpr
+        if self.variant.type_loss:
+            ce, n = self._type_loss(aux["e"], graphs, group)
+            loss = loss + self.ce_weight * ce  # eq. 21
+            stats["ce"], stats["ce_edges"] = ce.detach(), n.detach()
+        return loss, stats
+
+    def _type_loss(self, e: Tensor, graphs: Batch, group: int) -> tuple[Tensor, Tensor]:
+        """Mean ``-ln softmax(e_vu^T Q)[R_vu]`` over labelled edges of positive graphs.
+
+        Computed with a mask (no data-dependent shapes), so ``Q`` takes part in every step.
+        """
+        batch, _ = _graph_index(graphs)
+        rel = graphs.edge_rel
+        positive = batch[graphs.edge_index[1]] % group == 0
+        use = positive & (rel != -1)
+        per_edge = F.cross_entropy(self.type_proj(e), rel.clamp(min=0), reduction="none")
+        n = use.sum()
+        ce = (per_edge * use.to(per_edge.dtype)).sum() / n.clamp(min=1).to(per_edge.dtype)
+        return ce, n
+
+    # ------------------------------------------------------------------ analysis
+    @torch.no_grad()
+    def explain(self, u: Tensor, graph: GraphInput) -> dict[str, Tensor]:
+        """Per-edge explanation of one package for one patient (Tables 7 and 8 of the paper).
+
+        Args:
+            u: ``[1, D_u]`` the patient's embedding.
+            graph: One package graph (a ``Data``, or a ``Batch`` holding one graph).
+
+        Returns:
+            Tensors on the model's device: ``edge_index`` ``[2, E]``, ``edge_rel`` ``[E]``
+            (when the graph has it); WG: ``e`` (initial weights), ``e_hat``
+            (``c * e``) and, with the context factor, ``c`` ``[E]`` in ``(-1, 1)``;
+            AG: ``e`` / ``e_hat`` ``[E, edge_dim]`` and, with ``Q``, ``type_prob`` =
+            ``softmax(e^T Q)`` (non-personalized) and ``type_prob_personal`` =
+            ``softmax(e^^T Q)`` (personalized), ``[E, 3]`` over (none, synergism,
+            antagonism).
+
+        Raises:
+            ValueError: for the ``gnn`` variant (no edge attributes), or for several
+                graphs / patients.
+        """
+        if self.variant.name == "gnn":
+            raise ValueError("DPR.explain: variant 'gnn' has no edge attributes to explain")
+        if u.dim() != 2 or u.size(0) != 1:
+            raise ValueError(f"DPR.explain: u must be [1, D_u], got {tuple(u.shape)}")
+        if _graph_index(graph)[1] != 1:
+            raise ValueError("DPR.explain: expected exactly one package graph")
+        _, aux = self._forward_graphs(u, graph, u.new_zeros(1, dtype=torch.long))
+        out = {"edge_index": graph.edge_index, **aux}
+        if getattr(graph, "edge_rel", None) is not None:
+            out["edge_rel"] = graph.edge_rel
+        if self.variant.type_loss:
+            out["type_prob"] = torch.softmax(self.type_proj(aux["e"]), dim=-1)
+            out["type_prob_personal"] = torch.softmax(self.type_proj(aux["e_hat"]), dim=-1)
+        return out
+
+    # ------------------------------------------------------------------ pre-training
+    def load_pretrained(self, ncf: NCF) -> None:
+        """Initialize the patient encoder and drug embeddings from a pre-trained NCF (4.1).
+
+        Raises:
+            ValueError: naming the first parameter whose shape differs.
+        """
+        mine = {f"encoder.{k}": t for k, t in self.encoder.state_dict().items()}
+        mine["drug_emb.weight"] = self.drug_emb.weight
+        theirs = {f"encoder.{k}": t for k, t in ncf.encoder.state_dict().items()}
+        theirs["drug_emb.weight"] = ncf.drug_emb.weight
+        for key, t in mine.items():
+            if key not in theirs or theirs[key].shape != t.shape:
+                got = tuple(theirs[key].shape) if key in theirs else "missing"
+                raise ValueError(
+                    f"DPR.load_pretrained: {key} is {tuple(t.shape)} here, {got} in the NCF"
+                )
+        with torch.no_grad():
+            self.encoder.load_state_dict(ncf.encoder.state_dict())
+            self.drug_emb.weight.copy_(ncf.drug_emb.weight)
+
+
+def build_model(cfg: ModelConfig, num_drugs: int, num_doc_words: int, num_chars: int) -> nn.Module:
+    """The model named ``cfg.name``: :class:`NCF` for ``ncf``, else a :class:`DPR` variant.
+
+    Raises:
+        ValueError: on another name (the baselines ``nn``, ``package2vec``, ``lda``,
+            ``br``, ``dam`` live in :mod:`dpr_dist.models.baselines`).
+    """
+    if cfg.name == "ncf":
+        return NCF(cfg, num_drugs, num_doc_words, num_chars)
+    if cfg.name in VARIANTS:
+        return DPR(cfg, num_drugs, num_doc_words, num_chars, cfg.name)
+    raise ValueError(
+        f"build_model: model.name {cfg.name!r} is not ncf or a DPR variant {sorted(VARIANTS)}; "
+        "the other baselines are built in dpr_dist.models.baselines"
+    )

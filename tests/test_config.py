@@ -1,0 +1,25 @@
+import pytest
+
+from dpr_dist.config import config_from_dict, load_config, save_config
+
+
+def test_yaml_and_overrides(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("model:\n  gnn_layers: 2\ntrain:\n  epochs: 7\n")
+    cfg = load_config(p, ["train.lr=0.01", "data.split=[0.7, 0.2, 0.1]", "train.use_gpu=true"])
+    assert cfg.model.gnn_layers == 2 and cfg.train.epochs == 7 and cfg.train.lr == 0.01
+    assert cfg.data.split == (0.7, 0.2, 0.1) and cfg.train.use_gpu is True
+    save_config(cfg, tmp_path / "o.yaml")
+    assert load_config(tmp_path / "o.yaml") == cfg
+    assert config_from_dict(cfg.to_dict()) == cfg
+
+
+def test_unknown_keys_and_bad_values_name_the_key(tmp_path):
+    with pytest.raises(ValueError, match="train.epoch"):
+        load_config(None, ["train.epoch=3"])
+    with pytest.raises(ValueError, match="train.epochs"):
+        load_config(None, ["train.epochs=many"])
+    p = tmp_path / "c.yaml"
+    p.write_text("modle: {}\n")
+    with pytest.raises(ValueError, match="modle"):
+        load_config(p)
