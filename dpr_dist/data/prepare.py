@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as pads
 
 from dpr_dist.config import Config
 from dpr_dist.data import io
@@ -251,7 +252,7 @@ def prepare(cfg: Config, emr: str | None = None, ddi: str | None = None, out: st
         clean_batch, batch_format="pyarrow", batch_size=dc.rows_per_block,
         fn_kwargs={"normalizer": normalizer, "min_drugs": dc.min_drugs, "note_max_len": dc.note_max_len},
     ).materialize()
-    log.info("validated and normalized %d rows", cleaned.count())
+    log.info("[%.1fs] validated and normalized %d rows", time.perf_counter() - t0, cleaned.count())
 
     status = collect(cleaned.select_columns(["record_id", "patient_id", "reject_reason"]))
     rid = status["record_id"].combine_chunks()
@@ -276,10 +277,12 @@ def prepare(cfg: Config, emr: str | None = None, ddi: str | None = None, out: st
                 .append_column("split", split))
 
     marked = cleaned.map_batches(mark, batch_format="pyarrow").materialize()
-    good = marked.filter(expr=col("reject_reason").is_null())
+    good = marked.filter(expr=col("reject_reason").is_null()).materialize()
     rejects = collect(marked.filter(expr=col("reject_reason").is_not_null()).select_columns(
         ["source", "record_id", "reject_field", "reject_reason"]))
 
+    log.info("[%.1fs] split %d patients; %d duplicated record ids", time.perf_counter() - t0, len(split_of),
+             len(dup_ids))
     # vocabularies: distributed counts, merged on the driver
     counts = collect(good.map_batches(count_batch, batch_format="pyarrow"))
     counts = counts.group_by(["kind", "token", "split"]).aggregate([("count", "sum")])
@@ -298,6 +301,8 @@ def prepare(cfg: Config, emr: str | None = None, ddi: str | None = None, out: st
     _, pkeys, pcounts = merge_counts([(np.zeros(num_drugs, np.int64), key[key >= 0], cnt[key >= 0])], num_drugs)
     cooc = cooccurrence_table(item, pkeys, pcounts, num_drugs)
 
+    log.info("[%.1fs] vocabularies (%d drugs, %d words) and co-occurrence (%d pairs)", time.perf_counter() - t0,
+             num_drugs, len(doc_vocab), len(pkeys))
     # relation matrix R over the drug vocabulary (interactions of unknown drugs are unused)
     ia = pc.index_in(inter["drug_a"], value_set=drug_vocab)
     ib = pc.index_in(inter["drug_b"], value_set=drug_vocab)
@@ -315,6 +320,7 @@ def prepare(cfg: Config, emr: str | None = None, ddi: str | None = None, out: st
     fs, base = io.filesystem(out)
     built.write_parquet(io.join(base, "records"), filesystem=fs, partition_cols=["split"])
 
+    log.info("[%.1fs] package graphs written", time.perf_counter() - t0)
     # small tables and the manifest
     drug_train = drugs_all.filter(pc.equal(drugs_all["split"], "train"))
     train_count = np.zeros(num_drugs, np.int64)
@@ -341,12 +347,12 @@ def prepare(cfg: Config, emr: str | None = None, ddi: str | None = None, out: st
     ])
     io.write_table(all_rejects, io.join(out, "rejects.parquet"))
 
-    split_stats = collect(good.groupby("split").count()).to_pylist() if good.count() else []
     sizes = collect(good.map_batches(lambda b: pa.table({"n": pc.list_value_length(b["drugs"]),
                                                          "split": b["split"], "patient_id": b["patient_id"]}),
                                      batch_format="pyarrow"))
-    edges_per = collect(built.map_batches(lambda b: pa.table({"e": pc.list_value_length(b["edge_src"])}),
-                                          batch_format="pyarrow"))["e"].to_numpy()
+    split_stats = sizes.group_by("split").aggregate([([], "count_all")]).to_pylist()
+    written = pads.dataset(io.join(base, "records"), filesystem=fs, format="parquet", partitioning="hive")
+    edges_per = pc.list_value_length(written.to_table(columns=["edge_src"])["edge_src"]).to_numpy()
     label_counts = {name: int(np.sum(codes == c)) for c, name in LABEL_NAMES.items()}
     manifest = {
         "format": "dpr-dist/prepared/v1",
@@ -372,7 +378,7 @@ def prepare(cfg: Config, emr: str | None = None, ddi: str | None = None, out: st
         "reject_reasons": _reason_counts(all_rejects),
         "relation_conflicts": conflicts,
         "interaction_rows": int(inter.num_rows),
-        "splits": {s["split"]: {"records": int(s["count()"])} for s in split_stats},
+        "splits": {s["split"]: {"records": int(s["count_all"])} for s in split_stats},
         "patients": {s: int(len(set(sizes.filter(pc.equal(sizes["split"], s))["patient_id"].to_pylist())))
                      for s in SPLITS},
         "edges_per_graph": float(edges_per.mean()) if len(edges_per) else 0.0,
