@@ -27,17 +27,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from dpr_dist.config import load_config  # noqa: E402
 from dpr_dist.data import io, synth  # noqa: E402
 from dpr_dist.data.graphs import cooccurrence_table, merge_counts, pair_counts, relation_table  # noqa: E402
-from dpr_dist.data.normalize import DrugNormalizer  # noqa: E402
 from dpr_dist.data.prepare import (  # noqa: E402
-    _ids, assign_splits, build_batch, clean_batch, load_interactions, prepare)
+    _ids, assign_splits, build_batch, clean_batch, load_interactions, make_normalizer, prepare)
 
 
 def reference(cfg, emr_dir: str, ddi: str, out: str) -> int:
     """The same steps in one process, no Ray."""
     dc = cfg.data
     inter, _ = load_interactions(ddi)
-    names = pc.unique(pa.concat_arrays([inter["drug_a"].combine_chunks(), inter["drug_b"].combine_chunks()]))
-    normalizer = DrugNormalizer(names.to_pylist())
+    normalizer = make_normalizer(inter, dc.drug_vocab)
     inter = inter.set_column(0, "drug_a", normalizer.normalize_array(inter["drug_a"].combine_chunks()))
     inter = inter.set_column(1, "drug_b", normalizer.normalize_array(inter["drug_b"].combine_chunks()))
     cleaned = []

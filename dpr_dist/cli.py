@@ -72,7 +72,8 @@ def cmd_import_mimic(args: argparse.Namespace) -> int:
 def cmd_import_drugbank(args: argparse.Namespace) -> int:
     from dpr_dist.data.importers import drugbank
 
-    _print(drugbank.import_drugbank_ddi(args.pairs, args.types, args.vocab, args.out, adverse=args.adverse))
+    _print(drugbank.import_drugbank_ddi(args.pairs, args.types, args.vocab, args.out, adverse=args.adverse,
+                                        templates=args.templates, rejects_out=args.rejects_out))
     return 0
 
 
@@ -127,8 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--types", required=True, help="the 86 interaction templates (CSV)")
     q.add_argument("--vocab", required=True, help="DrugBank vocabulary CSV (id -> common name, synonyms)")
     q.add_argument("--out", required=True, help="output Parquet file (local or s3://)")
-    q.add_argument("--adverse", default="antagonism", choices=["antagonism", "synergism", "none"],
-                   help="label of the adverse-effect templates ('risk or severity ... increased')")
+    q.add_argument("--adverse", default=None, choices=["antagonism", "synergism", "none", "unlabeled"],
+                   help="label of the adverse-effect templates ('risk or severity ... can be increased'); "
+                        "default: the table's own choice, unlabeled (left out and counted), see "
+                        "docs/data-contract.md")
+    q.add_argument("--templates", help="an alternative reviewed template table (CSV) instead of the packaged one")
+    q.add_argument("--rejects-out", help="where to write the pairs that could not be imported (Parquet)")
     q.set_defaults(import_fn=cmd_import_drugbank)
 
     p = add("prepare", cmd_prepare, "validate records and build package graphs on Ray Data",

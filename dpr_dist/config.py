@@ -26,6 +26,8 @@ class DataConfig:
     Attributes:
         emr: EMR records in the data contract (file, directory or ``s3://`` URI).
         ddi: Drug interactions in the data contract.
+        drug_vocab: Optional DrugBank vocabulary CSV (common names and synonyms) used to
+            align EMR drug names beyond the interaction table's own names.
         prepared: Output directory of ``dpr prepare`` (input of training).
         threshold: Co-occurrence proportion above which an unlabelled pair gets an edge.
         build_threshold: Lowest threshold graphs are stored at; a run may raise
@@ -38,6 +40,7 @@ class DataConfig:
 
     emr: str = "data/demo/emr"
     ddi: str = "data/demo/ddi.parquet"
+    drug_vocab: str = ""
     prepared: str = "runs/demo/prepared"
     threshold: float = 0.01
     build_threshold: float = 0.01
@@ -55,6 +58,7 @@ class SynthConfig:
     drugs: int = 120
     conditions: int = 12
     notes: bool = True
+    mean_package: float = 18.0
 
 
 @dataclass(frozen=True)

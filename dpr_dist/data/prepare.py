@@ -142,6 +142,15 @@ def build_batch(batch: pa.Table, drug_vocab: pa.Array, doc_vocab: pa.Array, rela
 
 
 # ----------------------------------------------------------------------------- driver side
+def make_normalizer(inter: pa.Table, vocab: str = "") -> DrugNormalizer:
+    """Drug-name normalizer onto the interaction table's names (plus a vocabulary's synonyms)."""
+    names = pc.unique(pa.concat_arrays([inter["drug_a"].combine_chunks(), inter["drug_b"].combine_chunks()]))
+    names = [n for n in names.to_pylist() if n]
+    if vocab:
+        return DrugNormalizer.from_vocabulary(vocab, prefer=names)
+    return DrugNormalizer(names)
+
+
 def load_interactions(uri: str) -> tuple[pa.Table, pa.Table]:
     """Read, validate and label the interaction table.
 
@@ -239,8 +248,7 @@ def prepare(cfg: Config, emr: str | None = None, ddi: str | None = None, out: st
     check_columns(io.peek_schema(emr), EMR_SCHEMA, EMR_REQUIRED, f"EMR input {emr}")
     check_columns(io.peek_schema(ddi), DDI_SCHEMA, DDI_REQUIRED, f"interaction input {ddi}")
     inter, ddi_rejects = load_interactions(ddi)
-    normalizer = DrugNormalizer(pc.unique(pa.concat_arrays([inter["drug_a"].combine_chunks(),
-                                                            inter["drug_b"].combine_chunks()])).to_pylist())
+    normalizer = make_normalizer(inter, dc.drug_vocab)
     inter = inter.set_column(0, "drug_a", normalizer.normalize_array(inter["drug_a"].combine_chunks()))
     inter = inter.set_column(1, "drug_b", normalizer.normalize_array(inter["drug_b"].combine_chunks()))
 

@@ -1,0 +1,400 @@
+"""Drug-name normalization: EMR prescription strings -> interaction (DrugBank) names.
+
+Two steps, kept apart so each is testable on its own:
+
+* :func:`normalize_drug` is a pure string function: lowercase, accents and bracketed
+  remarks removed, strengths (``500 mg``, ``0.9%``, ``10mg/ml``, ``1:1000``) and
+  dosage forms / routes / release types (``tablet``, ``injection``, ``vial``, ``soln``,
+  ``iso-osmotic``, ``XL``, ``IV``, ...) dropped, punctuation turned into spaces. Multi-word
+  names stay whole (``"Sodium Chloride 0.9%  Flush"`` -> ``"sodium chloride"``). It is
+  idempotent.
+* :class:`DrugNormalizer` maps a raw name to the canonical name of the interaction table,
+  trying in order: the normalized name itself; a clinical abbreviation or US name
+  (:data:`CLINICAL_ALIASES`: ``NS``, ``aspirin``, ``albuterol``); a synonym (e.g. from the
+  DrugBank vocabulary); the name with salt and ester words removed (``"metoprolol
+  tartrate"`` -> ``"Metoprolol"``), accepted only when what remains is a known name, so
+  ``"potassium chloride"`` stays itself; finally the bracketed part of the raw string
+  (``"Emtricitabine-Tenofovir (Truvada)"``). Names it cannot place stay as their normalized
+  form: they remain in packages, with unknown relations.
+
+Full-name matches (canonical, alias, synonym) come before salt stripping because a salt
+form that the vocabulary lists as a synonym is a more specific match than its stripped
+base. With :meth:`DrugNormalizer.from_vocabulary`, pass the interaction drugs as
+``prefer``: synonyms are then taken from those drugs only, because the full vocabulary's
+synonyms also name radiolabelled and experimental products ("sodium phosphate" is a
+synonym of "Sodium phosphate P 32").
+
+The vectorized helpers work on Arrow arrays through their dictionary of distinct values,
+so each distinct raw string is normalized once per call however often it occurs.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from typing import Callable, Iterable, Mapping
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = [
+    "CLINICAL_ALIASES", "DOSAGE_WORDS", "SALT_WORDS", "DrugNormalizer", "alignment_report",
+    "normalize_drug", "normalize_lists",
+]
+
+#: Whole words (after lowercasing and punctuation removal) that name a dosage form, a
+#: route, a release type, a device or a packaging, never the active ingredient.
+DOSAGE_WORDS = frozenset("""
+    tablet tablets tab tabs caplet capsule capsules cap caps gelcap softgel chewable
+    disintegrating dispersible effervescent sprinkles wafer wafers granules lozenge lozenges
+    troche pastille injection injectable inj infusion vial vials ampule ampul bag bags
+    premix piggyback flush syringe syringes cassette cartridge kit pump
+    solution soln sol suspension susp syrup elixir liquid concentrate emulsion tincture
+    cream ointment oint gel jelly lotion paste foam shampoo patch patches powder spray
+    drops drop neb nebulizer nebulized inhaler inhalation inhal mdi hfa diskus respimat
+    suppository suppositories supp supps enema douche viscous
+    oral po iv ivpb im sc subq subcut sl intravenous intramuscular subcutaneous sublingual
+    nasal ophth ophthalmic opth otic topical rectal vaginal vag dental transdermal buccal
+    er xr xl sr cr la ec dr odt ir ds ss pca
+    isotonic hypertonic hypotonic isoosmotic
+""".split())
+
+#: Multi-word dosage phrases, removed before the single words (same normalization).
+DOSAGE_PHRASES = (
+    "extended release", "delayed release", "sustained release", "immediate release",
+    "controlled release", "modified release", "once daily", "iso osmotic", "preservative free",
+    "preserv free", "sugar free", "alcohol free", "for injection", "in water",
+)
+
+#: Counter-ions, salts, hydrates and prodrug esters that name a form of the same drug.
+SALT_WORDS = frozenset("""
+    hydrochloride hcl dihydrochloride hydrobromide hbr sodium sod na disodium potassium
+    calcium magnesium sulfate sulphate bisulfate succinate succ tartrate bitartrate maleate
+    mesylate besylate besilate citrate acetate diacetate phosphate gluconate bromide chloride
+    iodide fumarate hyclate monohydrate monohyd dihydrate trihydrate hemihydrate hydrate
+    anhydrous xinafoate propionate dipropionate valerate oxalate nitrate lactate decanoate
+    tromethamine meglumine acetonide proxetil axetil palmitate stearate estolate
+    ethylsuccinate pamoate carbonate bicarbonate polacrilex
+""".split())
+
+#: Clinical abbreviations and US names whose DrugBank name differs. Keys and values are
+#: normalized names; a value is used only when it is a known name of the normalizer.
+CLINICAL_ALIASES: Mapping[str, str] = {
+    # abbreviations of fluids and common products
+    "ns": "sodium chloride", "nacl": "sodium chloride", "normal saline": "sodium chloride",
+    "saline": "sodium chloride", "kcl": "potassium chloride", "sw": "water", "sterile water": "water",
+    "dextrose": "dextrose unspecified form", "glucose": "dextrose unspecified form",
+    "d5w": "dextrose unspecified form", "d10w": "dextrose unspecified form",
+    "insulin": "insulin human", "insulin regular": "insulin human", "regular insulin": "insulin human",
+    "insulin human regular": "insulin human", "insulin regular human": "insulin human",
+    "albumin": "albumin human", "asa": "acetylsalicylic acid", "apap": "acetaminophen",
+    "milk of magnesia": "magnesium hydroxide",
+    # US adopted names whose DrugBank (INN) name differs
+    "aspirin": "acetylsalicylic acid", "paracetamol": "acetaminophen", "albuterol": "salbutamol",
+    "levalbuterol": "levosalbutamol", "torsemide": "torasemide", "ethacrynic acid": "etacrynic acid",
+    "benztropine": "benzatropine", "cosyntropin": "tetracosactide", "glycopyrrolate": "glycopyrronium",
+    "pamidronate": "pamidronic acid", "alendronate": "alendronic acid", "risedronate": "risedronic acid",
+    "zoledronate": "zoledronic acid", "ibandronate": "ibandronic acid", "phytonadione": "phylloquinone",
+    "vitamin k": "phylloquinone", "vitamin d3": "cholecalciferol", "vitamin d2": "ergocalciferol",
+    "ursodiol": "ursodeoxycholic acid", "glutamine": "l glutamine", "isoproterenol": "isoprenaline",
+    "mesalamine": "mesalazine", "cromolyn": "cromoglicic acid", "valproate": "valproic acid",
+    "divalproex": "valproic acid", "acetaminophen": "paracetamol",
+}
+
+_BRACKETS = re.compile(r"\([^()]*\)|\[[^\[\]]*\]|\{[^{}]*\}")
+_STARRED = re.compile(r"\*[^*]*\*")
+_UNIT = (r"(?:%|mcg|ug|mg|gm|g|grams?|kg|ml|l|meq|mmol|mol|units?|iu|u|mu|million\s+units?|"
+         r"mosm|mm|cm|hr|h|day|d|dose|doses|actuations?|act|puffs?|sprays?|drops?|tabs?|caps?|m2)")
+_STRENGTH = re.compile(
+    r"(?<![a-z0-9.])\d+(?:[.,]\d+)?\s*" + _UNIT
+    + r"(?![a-z])(?:\s*/\s*(?:\d+(?:[.,]\d+)?\s*)?" + _UNIT + r"(?![a-z]))*")
+_PER_UNIT = re.compile(r"(?<![a-z0-9])/\s*" + _UNIT + r"(?![a-z])")
+_RATIO = re.compile(r"(?<![a-z0-9.])\d+(?:\.\d+)?\s*:\s*\d+(?:\.\d+)?")
+_U_STRENGTH = re.compile(r"(?<![a-z0-9])u-?\d+(?![a-z0-9])")
+_CODE_HYPHEN = re.compile(r"(?<=[a-z])-(?=\d)")
+_APOSTROPHE = re.compile(r"['\u2018\u2019`]")
+_NON_ALNUM = re.compile(r"[^a-z0-9]+")
+_NUMBER = re.compile(r"^\d+(?:\.\d+)?$")
+
+
+def _fold(text: str) -> str:
+    """Lowercase and strip accents (``Cétuximab`` -> ``cetuximab``, ``µg`` -> ``ug``)."""
+    text = unicodedata.normalize("NFKD", text.replace("\u00b5", "u").replace("\u03bc", "u"))
+    return "".join(ch for ch in text if not unicodedata.combining(ch)).lower()
+
+
+def _clean_once(text: str) -> str:
+    text = _STARRED.sub(" ", text)
+    prev = None
+    while prev != text:  # nested brackets, innermost first
+        prev, text = text, _BRACKETS.sub(" ", text)
+    text = _RATIO.sub(" ", text)
+    text = _STRENGTH.sub(" ", text)
+    text = _PER_UNIT.sub(" ", text)
+    text = _U_STRENGTH.sub(" ", text)
+    text = _CODE_HYPHEN.sub("", text)  # code names stay whole: "ns-2359" -> "ns2359"
+    text = _APOSTROPHE.sub("", text)
+    text = " ".join(_NON_ALNUM.sub(" ", text).split())
+    for phrase in DOSAGE_PHRASES:
+        text = re.sub(rf"(?<![a-z0-9]){phrase}(?![a-z0-9])", " ", text)
+    words = [w for w in text.split() if w not in DOSAGE_WORDS and not _NUMBER.match(w)]
+    return " ".join(words)
+
+
+def normalize_drug(name: str | None) -> str:
+    """Normalize one drug name (pure, idempotent).
+
+    Args:
+        name: A raw name such as ``"Sodium Chloride 0.9%  Flush"`` or ``"MetFORMIN XR
+            (Glucophage XR)"``.
+
+    Returns:
+        The lowercase name without strengths, forms, brackets and punctuation
+        (``"sodium chloride"``, ``"metformin"``); ``""`` when nothing drug-like remains
+        (``"Vial"``, ``"Bag"``) or ``name`` is None.
+    """
+    if not name:
+        return ""
+    text = _fold(str(name))
+    prev = None
+    while prev != text:  # fixpoint: removing one part can expose another
+        prev, text = text, _clean_once(text)
+    return text
+
+
+def _bracket_contents(name: str) -> list[str]:
+    """Normalized contents of the bracketed parts of a raw name (brand names, mostly)."""
+    return [n for n in (normalize_drug(m[1:-1]) for m in _BRACKETS.findall(_fold(name))) if n]
+
+
+class DrugNormalizer:
+    """Map raw EMR drug names to canonical interaction names.
+
+    Args:
+        names: Canonical names (e.g. the interaction table's drug names). They are
+            returned unchanged (original spelling) when matched.
+        synonyms: ``{synonym: canonical name}`` or ``(synonym, canonical)`` pairs; the
+            canonical side must be one of ``names`` (others are ignored). A synonym
+            claimed by several names is dropped unless exactly one of them is in
+            ``prefer``.
+        aliases: ``{normalized alias: normalized target}`` tried before the synonyms
+            (default :data:`CLINICAL_ALIASES`; pass ``{}`` to disable).
+        salt_words: Words removed in the salt-stripping step.
+        prefer: Names that win ties when two canonical names normalize alike or a
+            synonym is ambiguous (e.g. the drugs of the interaction table). Among the
+            others a name that is already in normalized form wins, then the first.
+
+    Example::
+
+        norm = DrugNormalizer(["Metoprolol", "Sodium chloride", "Potassium chloride"])
+        norm("Metoprolol Tartrate 25 mg Tab")   # 'Metoprolol'
+        norm("Sodium Chloride 0.9%  Flush")     # 'Sodium chloride'
+        norm("Multivitamins")                   # 'multivitamins' (unknown, kept)
+    """
+
+    def __init__(self, names: Iterable[str], synonyms: Mapping[str, str] | Iterable[tuple[str, str]] = (),
+                 *, aliases: Mapping[str, str] | None = None, salt_words: Iterable[str] = SALT_WORDS,
+                 prefer: Iterable[str] = ()) -> None:
+        prefer_set = set(prefer)
+        self._canonical: dict[str, str] = {}
+        rank: dict[str, tuple[bool, bool]] = {}
+        for name in names:
+            if name is None:
+                continue
+            key = normalize_drug(name)
+            if not key:
+                continue
+            # ties: preferred names first, then names that are already plain words
+            # ("Phenol" over a long chemical name that also normalizes to "phenol")
+            r = (name in prefer_set, _fold(name) == key)
+            if key not in rank or r > rank[key]:
+                self._canonical[key], rank[key] = name, r
+        known = set(self._canonical.values())
+        claims: dict[str, set[str]] = {}
+        pairs = synonyms.items() if isinstance(synonyms, Mapping) else synonyms
+        for syn, target in pairs:
+            if target not in known or not syn:
+                continue
+            key = normalize_drug(syn)
+            if key and key not in self._canonical:
+                claims.setdefault(key, set()).add(target)
+        self._synonyms: dict[str, str] = {}
+        for key, targets in claims.items():
+            if len(targets) > 1:
+                targets = targets & prefer_set
+            if len(targets) == 1:
+                self._synonyms[key] = next(iter(targets))
+        self._aliases = dict(CLINICAL_ALIASES if aliases is None else aliases)
+        self._salts = frozenset(salt_words)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_vocabulary(cls, vocab: str | pa.Table, *, prefer: Iterable[str] = (),
+                        restrict_to: Iterable[str] | None = None, **kwargs) -> "DrugNormalizer":
+        """Build from a DrugBank vocabulary (``Common name``, ``Synonyms`` split on `` | ``).
+
+        Every common name (or those in ``restrict_to``) is a canonical target. Synonyms are
+        taken only from the ``prefer`` drugs when ``prefer`` is given: the full vocabulary's
+        synonyms also name radiolabelled and experimental products ("sodium phosphate"
+        -> "Sodium phosphate P 32", "ns" -> "NS-2359").
+
+        Args:
+            vocab: Path / URI of the vocabulary CSV, or the table already read.
+            prefer: The interaction drugs: they win ties and supply the synonyms.
+            restrict_to: Keep only these common names as canonical targets.
+            **kwargs: Passed to the constructor (``aliases``, ``salt_words``).
+        """
+        if isinstance(vocab, str):
+            from dpr_dist.data.io import read_file
+
+            vocab = read_file(vocab)
+        for col in ("Common name", "Synonyms"):
+            if col not in vocab.column_names:
+                raise ValueError(f"vocabulary: missing column {col!r} (have {vocab.column_names})")
+        names = vocab["Common name"].cast(pa.string()).to_pylist()
+        syn_lists = pc.split_pattern(pc.fill_null(vocab["Synonyms"].cast(pa.string()), ""), " | ").to_pylist()
+        keep = None if restrict_to is None else set(restrict_to)
+        prefer = set(prefer)
+        canon, pairs = [], []
+        for name, syns in zip(names, syn_lists):
+            if not name or (keep is not None and name not in keep):
+                continue
+            canon.append(name)
+            if not prefer or name in prefer:
+                pairs.extend((s, name) for s in syns if s)
+        return cls(canon, pairs, prefer=prefer, **kwargs)
+
+    # ------------------------------------------------------------------ lookup
+    @property
+    def names(self) -> frozenset[str]:
+        """The canonical names this normalizer maps to."""
+        return frozenset(self._canonical.values())
+
+    def _known(self, key: str, synonyms: bool = True) -> str | None:
+        """Canonical name for a normalized key: the name itself, an alias, a synonym."""
+        hit = self._canonical.get(key)
+        if hit is None and key in self._aliases:
+            hit = self._canonical.get(self._aliases[key]) or self._synonyms.get(self._aliases[key])
+        if hit is None and synonyms:
+            hit = self._synonyms.get(key)
+        return hit
+
+    def lookup(self, raw: str | None) -> str | None:
+        """Canonical name of ``raw``, or None when it is not a known drug."""
+        key = normalize_drug(raw)
+        if not key:
+            return None
+        hit = self._known(key)
+        if hit is None:
+            stripped = " ".join(w for w in key.split() if w not in self._salts)
+            if stripped and stripped != key:
+                hit = self._known(stripped)
+        if hit is None:  # a bracketed brand or ingredient; synonyms are too loose here
+            for inner in _bracket_contents(raw):
+                hit = self._known(inner, synonyms=False)
+                if hit is not None:
+                    break
+        return hit
+
+    def __call__(self, raw: str | None) -> str:
+        """Canonical name of ``raw``, else its normalized form (``""`` for non-drugs)."""
+        hit = self.lookup(raw)
+        return hit if hit is not None else normalize_drug(raw)
+
+    def normalize_array(self, arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+        """Map a string array (nulls stay null); each distinct value is normalized once."""
+        return _map_strings(arr, self)
+
+    def normalize_lists(self, arr: pa.ListArray | pa.ChunkedArray) -> pa.ListArray:
+        """See :func:`normalize_lists`."""
+        return normalize_lists(arr, self)
+
+
+def _map_strings(arr: pa.Array | pa.ChunkedArray, fn: Callable[[str], str]) -> pa.Array:
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    enc = pc.dictionary_encode(arr.cast(pa.string()))
+    mapped = pa.array([fn(v) for v in enc.dictionary.to_pylist()], pa.string())
+    return mapped.take(enc.indices)
+
+
+def normalize_lists(arr: pa.ListArray | pa.ChunkedArray,
+                    normalizer: Callable[[str], str] = normalize_drug) -> pa.ListArray:
+    """Normalize every name of a ``list<string>`` column, deduplicated within each list.
+
+    Args:
+        arr: ``B`` lists of raw names (null lists stay null, null names are dropped).
+        normalizer: ``str -> str``, e.g. a :class:`DrugNormalizer` or :func:`normalize_drug`.
+
+    Returns:
+        ``list<string>`` of length ``B``: mapped names in order of first occurrence, with
+        duplicates and empty results (non-drugs such as ``"Vial"``) removed.
+    """
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks else pa.array([], pa.list_(pa.string()))
+    if not pa.types.is_list(arr.type):
+        arr = arr.cast(pa.list_(pa.string()))
+    n = len(arr)
+    flat = arr.flatten()
+    parents = pc.list_parent_indices(arr).to_numpy(zero_copy_only=False).astype(np.int64)
+    enc = pc.dictionary_encode(flat.cast(pa.string()))
+    mapped = [normalizer(v) for v in enc.dictionary.to_pylist()]
+    uniq, inverse = np.unique(np.array(mapped + [""], dtype=object), return_inverse=True)
+    empty_code = int(inverse[-1])
+    codes = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    lut = np.append(inverse[:-1].astype(np.int64), -1)  # code -1 (null name) -> -1
+    out_codes = lut[codes]
+    keep = (out_codes >= 0) & (out_codes != empty_code)
+    idx = np.flatnonzero(keep)
+    key = parents[idx] * (len(uniq) + 1) + out_codes[idx]
+    _, first = np.unique(key, return_index=True)
+    idx = idx[np.sort(first)]
+    counts = np.bincount(parents[idx], minlength=n) if n else np.zeros(0, np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    values = pa.array(uniq.tolist(), pa.string()).take(pa.array(out_codes[idx], pa.int64()))
+    mask = pc.is_null(arr) if arr.null_count else None
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values, mask=mask)
+
+
+def alignment_report(emr_drug_names: Iterable[str], ddi_names: Iterable[str],
+                     normalizer: DrugNormalizer | None = None, top: int = 20) -> dict:
+    """How many EMR drugs align to interaction drugs (the paper's "aligned drugs").
+
+    Args:
+        emr_drug_names: Raw EMR drug names, one per occurrence (repeats count towards the
+            coverage of prescriptions).
+        ddi_names: Drug names of the interaction table.
+        normalizer: Mapping to use; default ``DrugNormalizer(ddi_names)``.
+        top: How many of the most frequent unaligned names to list.
+
+    Returns:
+        ``emr_names`` (distinct raw names), ``emr_drugs`` (distinct mapped names),
+        ``ddi_drugs``, ``aligned`` (distinct mapped EMR drugs that are interaction drugs),
+        ``aligned_raw_names``, ``aligned_fraction`` (aligned / emr_drugs), ``occurrences``,
+        ``occurrence_coverage`` (fraction of occurrences whose drug aligns) and
+        ``unaligned_top`` (most frequent unaligned mapped names with counts).
+    """
+    ddi = {n for n in ddi_names if n}
+    norm = normalizer if normalizer is not None else DrugNormalizer(sorted(ddi), prefer=ddi)
+    raw_counts = Counter(n for n in emr_drug_names if n is not None)
+    mapped = {raw: norm(raw) for raw in raw_counts}
+    drug_counts: Counter = Counter()
+    for raw, c in raw_counts.items():
+        if mapped[raw]:
+            drug_counts[mapped[raw]] += c
+    aligned = {d for d in drug_counts if d in ddi}
+    occ = sum(drug_counts.values())
+    unaligned = Counter({d: c for d, c in drug_counts.items() if d not in ddi})
+    return {
+        "emr_names": len(raw_counts),
+        "emr_drugs": len(drug_counts),
+        "ddi_drugs": len(ddi),
+        "aligned": len(aligned),
+        "aligned_raw_names": sum(1 for raw in raw_counts if mapped[raw] in ddi),
+        "aligned_fraction": len(aligned) / len(drug_counts) if drug_counts else 0.0,
+        "occurrences": occ,
+        "occurrence_coverage": sum(drug_counts[d] for d in aligned) / occ if occ else 0.0,
+        "unaligned_top": unaligned.most_common(top),
+    }
