@@ -47,7 +47,7 @@ TEMPLATE_SCHEMA = pa.schema([
     pa.field("rationale", pa.string()),
 ])
 DIRECTIONS = ("forward", "reverse", "both")
-KINDS = ("effect", "exposure", "toxicity", "risk")
+KINDS = ("effect", "exposure", "toxicity", "risk", "none")
 
 
 def _read_template_text(path: str | None) -> tuple[str, str]:

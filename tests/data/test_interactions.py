@@ -198,3 +198,10 @@ def test_fill_missing_labels_without_missing_is_identity():
 def test_fill_missing_labels_names_missing_columns():
     with pytest.raises(ValueError, match=r"missing column\(s\) \['description'\]"):
         fill_missing_labels(_ddi().drop_columns(["description"]), source="x.parquet")
+
+
+def test_explicit_no_interaction_sentence_is_none_both_ways():
+    from dpr_dist.data.interactions import classify_description as _classify
+
+    c = _classify("No interaction is known between Abacor and Bemidol.")
+    assert c.label == "none" and c.symmetric and (c.actor, c.affected) == ("Abacor", "Bemidol")
