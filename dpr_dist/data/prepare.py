@@ -343,7 +343,10 @@ def prepare(cfg: Config, emr: str | None = None, ddi: str | None = None, out: st
                    io.join(out, "vocab/doc_words.parquet"))
     rk = relation.keys
     io.write_table(pa.table({"src": (rk // num_drugs).astype(np.int32), "dst": (rk % num_drugs).astype(np.int32),
-                             "label": relation.values}), io.join(out, "relation.parquet"))
+                             "label": relation.values,
+                             "description": _winning_descriptions(src, dst, codes, rel_rows["description"],
+                                                                  num_drugs)}),
+                   io.join(out, "relation.parquet"))
     ck = cooc.keys
     io.write_table(pa.table({"src": (ck // num_drugs).astype(np.int32), "dst": (ck % num_drugs).astype(np.int32),
                              "count": pcounts, "p": cooc.values}), io.join(out, "cooccurrence.parquet"))
@@ -397,6 +400,16 @@ def prepare(cfg: Config, emr: str | None = None, ddi: str | None = None, out: st
     log.info("prepared %d records (%d rejected) in %.1fs -> %s", manifest["table1"]["records"],
              manifest["rejected"], manifest["seconds"], out)
     return manifest
+
+
+def _winning_descriptions(src: np.ndarray, dst: np.ndarray, codes: np.ndarray, desc, num_drugs: int) -> pa.Array:
+    """The description of the row whose label :func:`relation_table` kept for each ordered pair."""
+    keys = src.astype(np.int64) * num_drugs + dst
+    order = np.lexsort((-codes.astype(np.int16), keys))
+    first = np.ones(len(keys), bool)
+    first[1:] = keys[order][1:] != keys[order][:-1]
+    desc = desc.combine_chunks() if isinstance(desc, pa.ChunkedArray) else desc
+    return desc.take(pa.array(order[first])).cast(pa.string())
 
 
 def _reason_counts(rejects: pa.Table) -> dict[str, int]:
