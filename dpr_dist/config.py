@@ -133,6 +133,54 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class GenerationConfig:
+    """Thresholds of the package-generation heuristic (paper 6). Ranks are 0-based.
+
+    Attributes:
+        rare_support: A drug in at most this fraction of ``S1``'s packages appears in
+            "a small number of packages" (``0.2`` of 10 candidates: at most 2).
+        low_rank_l: A drug with ``l_rank >= low_rank_l`` "ranks low in l".
+        top_l: A drug with ``l_rank < top_l`` "ranks high in l" (the only drugs any rule
+            adds); must not exceed ``low_rank_l``.
+        unpopular_rank_L: A drug with ``L_rank >= unpopular_rank_L`` "ranks low in L".
+        high_cooc: ``p_vd`` above this is a "high co-occurrence proportion".
+        low_cooc: ``max(p_12, p_21)`` below this is a "low co-occurrence proportion"
+            (default: the package-graph threshold of paper 5.1.2).
+        max_add: At most this many drugs are added to one package by each stage (``S2``
+            and ``S3``), best ``l`` rank first.
+        min_size: Generated packages with fewer drugs are dropped.
+        max_packages: Cap on ``|S|``. ``S1`` is never cut; generated packages (``S2``
+            first, then ``S3``, each in candidate order) fill up to the cap.
+    """
+
+    rare_support: float = 0.2
+    low_rank_l: int = 100
+    top_l: int = 10
+    unpopular_rank_L: int = 100
+    high_cooc: float = 0.5
+    low_cooc: float = 0.01
+    max_add: int = 3
+    min_size: int = 2
+    max_packages: int = 30
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("rare_support", 0.0 <= self.rare_support <= 1.0, "must lie in [0, 1]"),
+            ("top_l", self.top_l >= 0, "must be >= 0"),
+            ("low_rank_l", self.low_rank_l >= self.top_l, "must be >= top_l"),
+            ("unpopular_rank_L", self.unpopular_rank_L >= 0, "must be >= 0"),
+            ("high_cooc", 0.0 <= self.high_cooc <= 1.0, "must lie in [0, 1]"),
+            ("low_cooc", 0.0 <= self.low_cooc <= self.high_cooc, "must lie in [0, high_cooc]"),
+            ("max_add", self.max_add >= 0, "must be >= 0"),
+            ("min_size", self.min_size >= 1, "must be >= 1"),
+            ("max_packages", self.max_packages >= 1, "must be >= 1"),
+        ]
+        for name, ok, why in checks:
+            if not ok:
+                raise ValueError(f"GenerationConfig.{name}={getattr(self, name)!r} {why}")
+
+
+@dataclass(frozen=True)
 class TuneConfig:
     """Ray Tune + Optuna sweep."""
 
@@ -170,6 +218,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     seed: int = 0
