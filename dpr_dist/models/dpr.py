@@ -397,17 +397,22 @@ class DPR(nn.Module):
 
 
 def build_model(cfg: ModelConfig, num_drugs: int, num_doc_words: int, num_chars: int) -> nn.Module:
-    """The model named ``cfg.name``: :class:`NCF` for ``ncf``, else a :class:`DPR` variant.
+    """The model named ``cfg.name``: :class:`NCF` for ``ncf``, a :class:`DPR` variant, or a
+    baseline of :mod:`dpr_dist.models.baselines` (``nn``, ``package2vec``, ``lda``, ``br``,
+    ``dam``).
 
     Raises:
-        ValueError: on another name (the baselines ``nn``, ``package2vec``, ``lda``,
-            ``br``, ``dam`` live in :mod:`dpr_dist.models.baselines`).
+        ValueError: on another name.
     """
+    from dpr_dist.models.baselines import BASELINES, build_baseline  # imports this module
+
     if cfg.name == "ncf":
         return NCF(cfg, num_drugs, num_doc_words, num_chars)
     if cfg.name in VARIANTS:
         return DPR(cfg, num_drugs, num_doc_words, num_chars, cfg.name)
+    if cfg.name in BASELINES:
+        return build_baseline(cfg, num_drugs, num_doc_words, num_chars)
     raise ValueError(
-        f"build_model: model.name {cfg.name!r} is not ncf or a DPR variant {sorted(VARIANTS)}; "
-        "the other baselines are built in dpr_dist.models.baselines"
+        f"build_model: model.name {cfg.name!r} is not ncf, a DPR variant {sorted(VARIANTS)} "
+        f"or one of the baselines {sorted(BASELINES)}"
     )

@@ -306,6 +306,6 @@ def test_build_model(small_cfg, toy):
         assert isinstance(m, DPR) and m.variant.name == name
     assert isinstance(build_model(replace(small_cfg, name="ncf"), 5, 4, 3), NCF)
     with pytest.raises(ValueError, match="baselines"):
-        build_model(replace(small_cfg, name="dam"), 5, 4, 3)
+        build_model(replace(small_cfg, name="nope"), 5, 4, 3)
     with pytest.raises(ValueError, match="gnn_layers must be >= 1"):
         build_model(replace(small_cfg, name="wg", gnn_layers=0), 5, 4, 3)
