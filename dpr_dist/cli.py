@@ -82,8 +82,53 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     manifest = prepare(cfg, emr=args.emr, ddi=args.ddi, out=args.out)
-    _print({k: manifest[k] for k in ("table1", "rows_read", "rejected", "reject_reasons", "splits", "seconds")})
+    _print({k: manifest[k] for k in ("table1", "rows_read", "rejected_emr", "rejected_ddi", "reject_reasons", "splits",
+                                    "seconds")})
     return 0
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from dpr_dist.train.run import pretrain
+
+    cfg = _with_data(_load(args), args)
+    print(pretrain(cfg))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from dpr_dist.train.run import train
+
+    cfg = _with_data(_load(args), args)
+    print(train(cfg, args.model, out=args.out))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from dpr_dist.data import io
+    from dpr_dist.eval.evaluate import evaluate_models, format_table
+    from dpr_dist.train.modeldir import load_model_dir
+    from dpr_dist.train.run import read_records
+
+    bundle = load_model_dir(args.model_dir)
+    prepared = args.prepared or bundle.config.data.prepared
+    records = read_records(prepared, args.split)
+    models = args.models.split(",") if args.models else [bundle.model_name]
+    metrics, predictions = evaluate_models(bundle, records, models)
+    print(f"{args.split} metrics ({records.num_rows} records)\n{format_table(metrics)}")
+    if args.out:
+        io.write_json(metrics, io.join(args.out, "metrics.json"))
+        io.write_table(predictions.select(["record_id", "model", "drugs"]), io.join(args.out, "predictions.parquet"))
+    return 0
+
+
+def _with_data(cfg: Config, args: argparse.Namespace) -> Config:
+    """Apply --prepared / --storage-path shortcuts as overrides."""
+    extra = []
+    if getattr(args, "prepared", None):
+        extra.append(f"data.prepared={args.prepared}")
+    if getattr(args, "storage_path", None):
+        extra.append(f"train.storage_path={args.storage_path}")
+    return cfg.with_overrides(extra)
 
 
 # ----------------------------------------------------------------------------- parser
@@ -145,6 +190,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ddi", help="interactions file (default: data.ddi)")
     p.add_argument("--out", help="output directory (default: data.prepared)")
     _config_args(p)
+
+    p = add("pretrain", cmd_pretrain, "NCF pre-training on Ray Train (eqs. 4-5)",
+            "Pre-train the patient encoder and drug embeddings with NCF and BPR on Ray Train\n"
+            "(train.num_workers DDP workers). Re-running with the same train.name resumes.\n"
+            "Prints the URI of the best checkpoint (by validation F1 of NCF's top-K drugs).")
+    p.add_argument("--prepared", help="prepared data directory (default: data.prepared)")
+    p.add_argument("--storage-path", help="checkpoints and run state, local or s3:// (default: train.storage_path)")
+    _config_args(p)
+
+    p = add("train", cmd_train, "train one package model on Ray Train",
+            "Train one model (pre-training NCF first unless a finished run of the same name exists)\n"
+            "with DDP and distributed negative sampling, keep the best epoch by validation F1 and\n"
+            "write a self-contained model directory (weights, config, vocabularies, candidate index).\n"
+            "Re-running with the same train.name resumes from the last checkpoint.")
+    p.add_argument("--model", default=None,
+                   help="ag, wg, gnn, wg_context, wg_type, ag_mask, ag_type, ncf, nn, package2vec, lda, br, dam "
+                        "(default: model.name)")
+    p.add_argument("--prepared", help="prepared data directory (default: data.prepared)")
+    p.add_argument("--storage-path", help="checkpoints and run state, local or s3:// (default: train.storage_path)")
+    p.add_argument("--out", help="model directory (default: {storage_path}/{name}-{model}/model)")
+    _config_args(p)
+
+    p = add("evaluate", cmd_evaluate, "metrics of a model directory on a split",
+            "Recommend a package for every record of a split the way the paper does (candidates\n"
+            "from the 10 most similar training patients, best-scoring candidate; NCF: top-K drugs)\n"
+            "and print precision, recall, F1, Jaccard, antagonism rates and the oracle ceiling.")
+    p.add_argument("--model-dir", required=True, help="a model directory written by dpr train (local or s3://)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--prepared", help="prepared data (default: the one the model was trained on)")
+    p.add_argument("--models", help="comma-separated: the directory's model and/or baselines (ncf, popularity, nn)")
+    p.add_argument("--out", help="directory for metrics.json and predictions.parquet")
     return parser
 
 
