@@ -1,0 +1,353 @@
+"""Ray Train runs and the whole training job (``dpr pretrain``, ``dpr train``, ``dpr pipeline``).
+
+* :func:`pretrain` -- NCF pre-training (paper 4.1) as a ``TorchTrainer`` run named
+  ``{train.name}-ncf``; returns the best checkpoint (by validation F1 of the top-``K``
+  drugs).
+* :func:`train` -- one package model (DPR-AG, DPR-WG, GNN, ablations) as a run named
+  ``{train.name}-{model}``, initialized from the pre-trained NCF, validated every epoch
+  with the candidate procedure; writes the model directory
+  (:mod:`dpr_dist.train.modeldir`) from the best checkpoint.
+* :func:`run_job` -- synthetic data if absent, preparation if absent, pre-training,
+  training of each model, test metrics (with the NCF and popularity baselines).
+
+Runs checkpoint every epoch to ``train.storage_path`` (local or ``s3://``), survive
+``train.max_failures`` worker failures by resuming from the last checkpoint, and a re-run
+with the same name resumes instead of starting over (Ray Train restores the run's
+checkpoint state from storage). ``docs/training.md`` has the details.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, replace
+from typing import Any, Sequence
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import torch
+
+from dpr_dist.config import Config
+from dpr_dist.data import io
+from dpr_dist.data.documents import NOTE_VOCAB_SIZE
+from dpr_dist.data.graphs import PairTable
+from dpr_dist.eval.candidates import CandidateIndex
+from dpr_dist.eval.evaluate import encode_records, evaluate_models, format_table
+from dpr_dist.eval.metrics import mean_package_size
+from dpr_dist.models.dpr import DPR, VARIANTS
+from dpr_dist.models.ncf import NCF
+from dpr_dist.runtime import ensure_ray
+from dpr_dist.train.collate import PATIENT_COLUMNS, RECORD_COLUMNS, package_csr
+from dpr_dist.train.modeldir import load_model_dir, pair_table_from_arrow, save_model_dir, update_metrics
+from dpr_dist.train.worker import RunSpec, ValidationData, train_loop
+
+log = logging.getLogger(__name__)
+
+
+# ----------------------------------------------------------------------------- prepared data
+@dataclass
+class Prepared:
+    """The small tables of a prepared data directory (``dpr prepare`` output)."""
+
+    path: str
+    manifest: dict
+    drugs: pa.Table
+    doc_words: pa.Table
+    relation: PairTable
+    cooc: PairTable
+
+    @property
+    def num_drugs(self) -> int:
+        return self.drugs.num_rows
+
+    @property
+    def num_doc_words(self) -> int:
+        return self.doc_words.num_rows
+
+
+def load_prepared(path: str, threshold: float | None = None) -> Prepared:
+    """Read the manifest, vocabularies and pair tables of a prepared directory.
+
+    Raises:
+        FileNotFoundError: when ``path`` holds no prepared data.
+        ValueError: when ``threshold`` is below the threshold the graphs were built at.
+    """
+    if not io.exists(io.join(path, "manifest.json")):
+        raise FileNotFoundError(f"no prepared data at {path} (run `dpr prepare` first)")
+    manifest = io.read_json(io.join(path, "manifest.json"))
+    built = float(manifest.get("build_threshold", 0.0))
+    if threshold is not None and threshold < built:
+        raise ValueError(f"data.threshold={threshold} is below the build threshold {built} of {path}; "
+                         "re-run `dpr prepare` with a lower data.build_threshold")
+    drugs = io.read_table(io.join(path, "vocab/drugs.parquet"))
+    m = drugs.num_rows
+    return Prepared(path, manifest, drugs, io.read_table(io.join(path, "vocab/doc_words.parquet")),
+                    pair_table_from_arrow(io.read_table(io.join(path, "relation.parquet")), "label", m),
+                    pair_table_from_arrow(io.read_table(io.join(path, "cooccurrence.parquet")), "p", m))
+
+
+def read_records(prepared: str, split: str, columns: Sequence[str] = PATIENT_COLUMNS) -> pa.Table:
+    """One split of the prepared records (only ``columns``), in file order."""
+    uri = io.join(prepared, "records", f"split={split}")
+    if not io.exists(uri):
+        raise FileNotFoundError(f"prepared data {prepared} has no {split} split")
+    fs, path = io.filesystem(uri)
+    return pads.dataset(path, filesystem=fs, format="parquet").to_table(columns=list(columns))
+
+
+# ----------------------------------------------------------------------------- Ray Train
+def run_name(cfg: Config, kind: str) -> str:
+    """Name of the Ray Train run of ``kind`` (``ncf`` or a DPR variant)."""
+    return f"{cfg.train.name}-{kind}"
+
+
+def default_model_dir(cfg: Config, kind: str) -> str:
+    """Where :func:`train` writes the model directory: ``{storage_path}/{name}-{kind}/model``."""
+    return io.join(cfg.train.storage_path, run_name(cfg, kind), "model")
+
+
+def _storage(cfg: Config) -> tuple[str, Any]:
+    uri = cfg.train.storage_path
+    if io.is_s3(uri):
+        fs, path = io.filesystem(uri)
+        return path, fs
+    return os.path.abspath(uri), None
+
+
+def _uri(cfg: Config, path: str) -> str:
+    return f"s3://{path}" if io.is_s3(cfg.train.storage_path) and not path.startswith("s3://") else path
+
+
+def fit(cfg: Config, kind: str, epochs: int, val: ValidationData, pretrained: dict | None = None,
+        fail_once: dict | None = None):
+    """Run (or resume) the ``TorchTrainer`` of ``kind`` and return its ``ray.train.Result``."""
+    import ray
+    import ray.train
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    tc = cfg.train
+    prep = load_prepared(cfg.data.prepared, cfg.data.threshold)
+    columns = PATIENT_COLUMNS if kind == "ncf" else RECORD_COLUMNS
+    fs, path = io.filesystem(io.join(prep.path, "records", "split=train"))
+    ds = ray.data.read_parquet(path, filesystem=fs).select_columns(list(columns)).materialize()
+    ingest = DataConfig.default_ingest_options()
+    ingest.preserve_order = True  # deterministic shards and batch order (same seed, same run)
+    storage_path, storage_fs = _storage(cfg)
+    resources = {"CPU": tc.cpus_per_worker, **({"GPU": 1} if tc.use_gpu else {})}
+    spec = RunSpec(cfg=cfg, kind=kind, epochs=epochs, num_drugs=prep.num_drugs,
+                   num_doc_words=prep.num_doc_words, val=ray.put(val),
+                   pretrained=ray.put(pretrained) if pretrained is not None else None, fail_once=fail_once)
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config={"spec": spec},
+        scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=tc.use_gpu, resources_per_worker=resources),
+        run_config=RunConfig(
+            name=run_name(cfg, kind), storage_path=storage_path, storage_filesystem=storage_fs,
+            failure_config=FailureConfig(max_failures=tc.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="val_f1",
+                                               checkpoint_score_order="max")),
+        datasets={"train": ds},
+        dataset_config=DataConfig(datasets_to_split=["train"], execution_options=ingest),
+    )
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError(f"run {run_name(cfg, kind)} finished without a checkpoint")
+    return result
+
+
+def _read_checkpoint(result, best: bool) -> tuple[dict[str, torch.Tensor], dict, str]:
+    ckpt = result.get_best_checkpoint("val_f1", "max") if best else result.checkpoint
+    ckpt = ckpt or result.checkpoint
+    with ckpt.as_directory() as d:
+        state = torch.load(os.path.join(d, "model.pt"), map_location="cpu", weights_only=True)
+        info = json.loads(open(os.path.join(d, "state.json")).read())
+    return state, info, ckpt.path
+
+
+def pretrain(cfg: Config, *, fail_once: dict | None = None) -> str:
+    """Pre-train NCF (eqs. 4-5) on Ray Train, or resume the run of the same name.
+
+    Returns:
+        The URI of the best checkpoint (by validation F1 of NCF's top-``K`` drugs); its
+        ``model.pt`` is the NCF state dict. Also recorded in
+        ``{storage_path}/{name}-ncf/pretrained.json`` (read by :func:`train`).
+    """
+    ensure_ray()
+    prep = load_prepared(cfg.data.prepared, cfg.data.threshold)
+    train_tab = read_records(prep.path, "train")
+    val = ValidationData(read_records(prep.path, "val"), None, mean_package_size(package_csr(train_tab)),
+                         prep.relation, prep.cooc)
+    result = fit(cfg, "ncf", cfg.train.pretrain_epochs, val, fail_once=fail_once)
+    _, latest, _ = _read_checkpoint(result, best=False)
+    _, best, path = _read_checkpoint(result, best=True)
+    uri = _uri(cfg, path)
+    record = {"checkpoint": uri, "epochs": cfg.train.pretrain_epochs, "best_epoch": best["best_epoch"],
+              "best_val_f1": best["best_val_f1"], "history": latest["history"]}
+    io.write_json(record, io.join(cfg.train.storage_path, run_name(cfg, "ncf"), "pretrained.json"))
+    log.info("pre-trained NCF: best val F1 %.4f at epoch %d -> %s", best["best_val_f1"], best["best_epoch"], uri)
+    return uri
+
+
+def pretrained_checkpoint(cfg: Config) -> dict | None:
+    """The record of a finished pre-training run with this config's name and epochs, if any."""
+    uri = io.join(cfg.train.storage_path, run_name(cfg, "ncf"), "pretrained.json")
+    if not io.exists(uri):
+        return None
+    record = io.read_json(uri)
+    if record.get("epochs") != cfg.train.pretrain_epochs or not io.exists(io.join(record["checkpoint"], "model.pt")):
+        return None
+    return record
+
+
+def load_ncf(uri: str, cfg: Config, num_drugs: int, num_doc_words: int) -> NCF:
+    """The NCF of a pre-training checkpoint (``model.pt`` under ``uri``), eval mode."""
+    fs, path = io.filesystem(io.join(uri, "model.pt"))
+    with fs.open_input_file(path) as fh:
+        state = torch.load(fh, map_location="cpu", weights_only=True)
+    ncf = NCF(cfg.model, num_drugs, num_doc_words, NOTE_VOCAB_SIZE)
+    ncf.load_state_dict(state)
+    return ncf.eval()
+
+
+def train(cfg: Config, model: str | None = None, *, pretrained: str | None = None, out: str | None = None,
+          fail_once: dict | None = None) -> str:
+    """Train one model on Ray Train and write its model directory.
+
+    Pre-trains NCF first unless ``pretrained`` is given or a finished pre-training run of
+    the same name exists.
+
+    Args:
+        cfg: The configuration.
+        model: ``ncf`` or a DPR variant (``ag``, ``wg``, ``gnn``, ...); default
+            ``model.name``.
+        pretrained: URI of an NCF checkpoint directory (``model.pt``) to start from,
+            e.g. what :func:`pretrain` returned for another run name.
+        out: Model directory (default :func:`default_model_dir`).
+        fail_once: Test hook making one worker exit once (see :class:`RunSpec`).
+
+    Returns:
+        The model directory's path or URI.
+    """
+    kind = model or cfg.model.name
+    if kind != "ncf" and kind not in VARIANTS:
+        raise ValueError(f"train: unknown model {kind!r}; expected ncf or one of {sorted(VARIANTS)}")
+    cfg = replace(cfg, model=replace(cfg.model, name=kind))
+    ensure_ray()
+    prep = load_prepared(cfg.data.prepared, cfg.data.threshold)
+    if pretrained is not None:
+        record = {"checkpoint": pretrained, "best_epoch": None, "best_val_f1": None, "history": []}
+    else:
+        record = pretrained_checkpoint(cfg)
+        if record is None:
+            pretrain(cfg)
+            record = pretrained_checkpoint(cfg)
+    ncf = load_ncf(record["checkpoint"], cfg, prep.num_drugs, prep.num_doc_words)
+    train_tab = read_records(prep.path, "train")
+    bs = cfg.eval.batch_size
+    with torch.no_grad():
+        index = CandidateIndex(encode_records(ncf.encode, train_tab, prep.num_doc_words, bs),
+                               package_csr(train_tab), train_tab["record_id"].to_pylist())
+    top_k = mean_package_size(package_csr(train_tab))
+    metrics: dict[str, Any] = {"pretrain": {k: record[k] for k in ("best_epoch", "best_val_f1", "history")}}
+    dpr = None
+    if kind != "ncf":
+        val_tab = read_records(prep.path, "val")
+        cands = index.query(encode_records(ncf.encode, val_tab, prep.num_doc_words, bs), k=cfg.eval.neighbors)
+        result = fit(cfg, kind, cfg.train.epochs, ValidationData(val_tab, cands, top_k, prep.relation, prep.cooc),
+                     ncf.state_dict(), fail_once)
+        state, best, path = _read_checkpoint(result, best=True)
+        _, latest, _ = _read_checkpoint(result, best=False)
+        dpr = DPR(cfg.model, prep.num_drugs, prep.num_doc_words, NOTE_VOCAB_SIZE, kind)
+        dpr.load_state_dict(state)
+        dpr.eval()
+        metrics.update({"best_epoch": best["best_epoch"], "best_val_f1": best["best_val_f1"],
+                        "history": latest["history"], "checkpoint": _uri(cfg, path)})
+        log.info("%s: best val F1 %.4f at epoch %d", kind, best["best_val_f1"], best["best_epoch"])
+    else:
+        metrics.update({"best_epoch": record["best_epoch"], "best_val_f1": record["best_val_f1"],
+                        "history": record["history"], "checkpoint": record["checkpoint"]})
+    out = out or default_model_dir(cfg, kind)
+    save_model_dir(out, cfg=cfg, model_name=kind, ncf=ncf, model=dpr, index=index, drugs=prep.drugs,
+                   doc_words=prep.doc_words, relation=prep.relation, cooc=prep.cooc, manifest=prep.manifest,
+                   metrics=metrics, top_k=top_k)
+    log.info("model directory -> %s", out)
+    return out
+
+
+# ----------------------------------------------------------------------------- the job
+def ensure_data(cfg: Config) -> dict:
+    """Generate synthetic data (``synth`` section) if ``data.emr`` is absent, then prepare it
+    if ``data.prepared`` has no manifest. Returns the manifest."""
+    if io.exists(io.join(cfg.data.prepared, "manifest.json")):
+        return io.read_json(io.join(cfg.data.prepared, "manifest.json"))
+    if not io.exists(cfg.data.emr):
+        from dpr_dist.data import synth
+
+        out = cfg.data.emr.rstrip("/").rsplit("/", 1)[0] if "/" in cfg.data.emr else "."
+        expected = (io.join(out, "emr"), io.join(out, "ddi.parquet"))
+        if (cfg.data.emr.rstrip("/"), cfg.data.ddi) != expected:
+            raise ValueError(f"data.emr={cfg.data.emr!r} does not exist; synthetic data is written as "
+                             f"{expected[0]!r} and {expected[1]!r}: set data.emr and data.ddi to those")
+        emr, ddi = synth.generate(cfg.synth.records, cfg.synth.drugs, seed=cfg.seed,
+                                  conditions=cfg.synth.conditions, notes=cfg.synth.notes,
+                                  mean_package=cfg.synth.mean_package)
+        synth.write(emr, ddi, out)
+        log.info("generated %d synthetic records -> %s", cfg.synth.records, out)
+    from dpr_dist.data.prepare import prepare
+
+    return prepare(cfg)
+
+
+def run_job(cfg: Config, models: Sequence[str] = ("ag",), baselines: Sequence[str] = ("ncf", "popularity"),
+            split: str = "test") -> dict[str, Any]:
+    """The whole path: data, preparation, pre-training, training, evaluation.
+
+    Every stage is skipped or resumed when its output exists: data and prepared data by
+    path, pre-training and training runs by name.
+
+    Args:
+        cfg: The configuration.
+        models: Package models to train (each gets its run and model directory).
+        baselines: Baselines evaluated from the first model's directory
+            (``ncf``, ``popularity``, ``nn``).
+        split: The split the metrics are computed on.
+
+    Returns:
+        ``{"model_dirs": {model: dir}, "metrics": {model: metrics}, "table": str}``; the
+        table is also printed, and each model's metrics are added to its directory.
+    """
+    ensure_ray()
+    ensure_data(cfg)
+    dirs = {m: train(cfg, m) for m in models}  # the first pre-trains NCF (or finds it done)
+    records = read_records(cfg.data.prepared, split)
+    results: dict[str, dict] = {}
+    for i, m in enumerate(models):
+        bundle = load_model_dir(dirs[m])
+        names = ([b for b in baselines if b != m] if i == 0 else []) + [m]
+        mets, _ = evaluate_models(bundle, records, names)
+        update_metrics(dirs[m], {split: mets[m]})
+        results.update(mets)
+    table = format_table(results)
+    print(f"\n{split} metrics ({records.num_rows} records)\n{table}", flush=True)
+    return {"model_dirs": dirs, "metrics": results, "table": table}
+
+
+def job_config(description: str, argv: Sequence[str] | None = None, default_config: str | None = None) -> Config:
+    """The configuration of a job entry point (``jobs/*.py``) from its command line.
+
+    ``--config FILE`` (default ``default_config``, else the built-in defaults) and
+    repeatable ``--set section.key=value`` overrides.
+    """
+    import argparse
+
+    from dpr_dist.config import load_config
+
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--config", metavar="FILE", default=default_config,
+                   help=f"YAML config (default: {default_config or 'built-in defaults'})")
+    p.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
+                   help="override a config value, e.g. --set train.epochs=3 (repeatable)")
+    args = p.parse_args(argv)
+    return load_config(args.config, args.overrides)

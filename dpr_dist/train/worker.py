@@ -1,0 +1,301 @@
+"""The per-worker training function of the Ray Train runs (``TorchTrainer``).
+
+Every rank runs :func:`train_loop`: it builds the model (NCF for pre-training, a DPR
+variant otherwise), resumes from ``ray.train.get_checkpoint()`` when there is one (a
+restarted worker group or a re-run with the same name), wraps the model in DDP and then,
+for each remaining epoch,
+
+1. iterates its shard of the training records (``get_dataset_shard("train")``, batches of
+   ``train.batch_size // num_workers`` records, a seeded local shuffle per epoch);
+2. per step collates the batch, all-gathers the global batch's packages (or drugs) and
+   samples the negatives from it (:mod:`dpr_dist.train.negatives`), and takes one Adam
+   step on BPR (+ the interaction-type CE for AG) + ``l2 * ||Theta||^2``;
+3. validates on its slice of the validation split (candidate picking for package
+   models, top-``K`` drugs for NCF) and all-reduces F1;
+4. reports the same metrics on every rank, rank 0 attaching the checkpoint.
+
+Randomness depends only on ``(train.seed, epoch, step, rank)``, so a run resumed at an
+epoch boundary continues exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+from torch import nn
+
+from dpr_dist.config import Config
+from dpr_dist.data.documents import NOTE_VOCAB_SIZE
+from dpr_dist.data.graphs import PairTable
+from dpr_dist.eval.candidates import Candidates
+from dpr_dist.eval.evaluate import pick_packages, subset_candidates
+from dpr_dist.eval.metrics import package_prf, topk_drugs
+from dpr_dist.models.dpr import DPR, VARIANTS
+from dpr_dist.models.layers import l2_penalty
+from dpr_dist.models.ncf import NCF
+from dpr_dist.runtime import seed_everything
+from dpr_dist.train.collate import collate_packages, collate_patients, collate_positives, package_csr
+from dpr_dist.train.negatives import (
+    gather_drug_pool, gather_packages, negative_layout, sample_negative_drugs, sample_negative_packages)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ValidationData:
+    """The validation split as the workers need it (built once on the driver).
+
+    Attributes:
+        table: Validation records (``record_id``, ``doc_ids``, ``note``, ``drug_ids``).
+        candidates: Candidate sets from the pre-trained embeddings (package models).
+        top_k: NCF's package size (average training package size).
+        relation, cooc: Pair tables that candidate graphs are built from.
+    """
+
+    table: pa.Table
+    candidates: Candidates | None
+    top_k: int
+    relation: PairTable
+    cooc: PairTable
+
+
+@dataclass
+class RunSpec:
+    """What a worker gets (through ``train_loop_config``; large parts as object refs).
+
+    Attributes:
+        cfg: The configuration.
+        kind: ``ncf`` or a DPR variant name.
+        epochs: Epochs of this run.
+        num_drugs, num_doc_words: Vocabulary sizes.
+        val: Object ref of the :class:`ValidationData`.
+        pretrained: Object ref of the pre-trained NCF state dict (package models).
+        fail_once: Test hook: ``{"epoch", "step", "rank", "marker"}``; that rank exits
+            the process at that step unless ``marker`` exists (created first), so the
+            failure happens once.
+    """
+
+    cfg: Config
+    kind: str
+    epochs: int
+    num_drugs: int
+    num_doc_words: int
+    val: Any
+    pretrained: Any = None
+    fail_once: dict | None = None
+
+
+@dataclass
+class TrainState:
+    """Progress kept in every checkpoint (``state.json``)."""
+
+    next_epoch: int = 0
+    best_val_f1: float = -1.0
+    best_epoch: int = -1
+    history: list[dict] = field(default_factory=list)
+
+
+def build_model(spec: RunSpec) -> nn.Module:
+    """NCF or the DPR variant of ``spec.kind`` (seeded, CPU)."""
+    seed_everything(spec.cfg.train.seed)
+    if spec.kind == "ncf":
+        return NCF(spec.cfg.model, spec.num_drugs, spec.num_doc_words, NOTE_VOCAB_SIZE)
+    if spec.kind not in VARIANTS:
+        raise ValueError(f"unknown model {spec.kind!r}; expected ncf or one of {sorted(VARIANTS)}")
+    return DPR(spec.cfg.model, spec.num_drugs, spec.num_doc_words, NOTE_VOCAB_SIZE, spec.kind)
+
+
+def _all_reduce(values: list[float], device: torch.device) -> list[float]:
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(t)
+    return t.cpu().tolist()
+
+
+def _say(line: str) -> None:
+    """One progress line on the worker's stdout (forwarded once to the driver by Ray)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _maybe_fail(spec: RunSpec, epoch: int, step: int, rank: int) -> None:
+    f = spec.fail_once
+    if f and (epoch, step, rank) == (f["epoch"], f["step"], f["rank"]) and not os.path.exists(f["marker"]):
+        Path(f["marker"]).touch()
+        log.warning("fault injection: rank %d exits at epoch %d step %d", rank, epoch, step)
+        os._exit(1)
+
+
+class _Runner:
+    """One rank's training state and steps."""
+
+    def __init__(self, spec: RunSpec, rank: int, world: int, device: torch.device) -> None:
+        self.spec, self.rank, self.world, self.device = spec, rank, world, device
+        self.tc = spec.cfg.train
+        self.val: ValidationData = _resolve(spec.val)
+
+    # ------------------------------------------------------------------ steps
+    def step(self, ddp: nn.Module, model: nn.Module, table, rng: np.random.Generator) -> dict[str, float]:
+        """Loss of one local batch (not yet backpropagated) and its statistics."""
+        k = self.tc.negative_ratio
+        patients = collate_patients(table, self.spec.num_doc_words).to(self.device)
+        if self.spec.kind == "ncf":
+            pos, mask = collate_positives(table, self.spec.num_drugs)
+            pool, sent = gather_drug_pool(pos[mask].numpy())
+            neg = sample_negative_drugs(pos.numpy(), mask.numpy(), pool, self.spec.num_drugs, k, rng)
+            loss = ddp(patients, pos.to(self.device), torch.from_numpy(neg).to(self.device), mask.to(self.device))
+            stats = {"gather_bytes": float(sent)}
+        else:
+            own = collate_packages(table, self.spec.cfg.data.threshold, self.spec.num_drugs)
+            glob = gather_packages(own, self.rank)
+            neg = sample_negative_packages(glob.packages.keys(), glob.own(), k, rng)
+            graphs = glob.packages.take(negative_layout(glob.own(), neg)).to_batch()
+            owner = torch.arange(len(own)).repeat_interleave(1 + k)
+            plan = model.plan(graphs, owner, len(own), k).to(self.device) if model.fast else None  # on the CPU
+            loss, extra = ddp(patients, graphs.to(self.device), owner.to(self.device), k, plan=plan)
+            stats = {"gather_bytes": float(glob.bytes_sent),
+                     "neg_remote_frac": float(np.mean(glob.rank_of(neg) != self.rank)),
+                     "pair_acc": float(extra["pair_acc"])}
+        loss = loss + self.tc.l2 * l2_penalty(model.parameters())
+        return {"loss_tensor": loss, **stats}
+
+    # ------------------------------------------------------------------ validation
+    @torch.no_grad()
+    def validate(self, model: nn.Module) -> float:
+        """Validation F1 over all ranks (each rank scores the rows ``rank::world``)."""
+        model.eval()
+        table = self.val.table
+        rows = np.arange(self.rank, table.num_rows, self.world)
+        f1_sum = 0.0
+        if rows.size:
+            part = table.take(rows)
+            chunk = max(1, self.spec.cfg.eval.batch_size)
+            preds: list[np.ndarray] = []
+            for s in range(0, len(rows), chunk):
+                sub = part.slice(s, chunk)
+                u = model.encode(collate_patients(sub, self.spec.num_doc_words).to(self.device))
+                if self.spec.kind == "ncf":
+                    preds += topk_drugs(model.rank_drugs(u).cpu(), self.val.top_k)
+                else:
+                    cands = subset_candidates(self.val.candidates, rows[s: s + chunk])
+                    preds += pick_packages(model, u, cands, self.val.relation, self.val.cooc,
+                                           self.spec.cfg.data.threshold, chunk, self.device)
+            f1_sum = float(package_prf(preds, package_csr(part))["f1"].sum())
+        total, n = _all_reduce([f1_sum, float(rows.size)], self.device)
+        model.train()
+        return total / n if n else 0.0
+
+
+def _resolve(obj: Any) -> Any:
+    import ray
+
+    return ray.get(obj) if isinstance(obj, ray.ObjectRef) else obj
+
+
+def _load_checkpoint(model: nn.Module) -> tuple[TrainState, dict | None]:
+    import ray.train
+
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is None:
+        return TrainState(), None
+    with ckpt.as_directory() as d:
+        model.load_state_dict(torch.load(Path(d) / "model.pt", map_location="cpu", weights_only=True))
+        optim = torch.load(Path(d) / "optim.pt", map_location="cpu", weights_only=True)
+        state = TrainState(**json.loads((Path(d) / "state.json").read_text()))
+    return state, optim
+
+
+def train_loop(config: dict) -> None:
+    """``train_loop_per_worker`` of the :class:`~ray.train.torch.TorchTrainer` (see module docs)."""
+    import ray.train
+    import ray.train.torch
+    from ray.train import Checkpoint
+
+    spec: RunSpec = config["spec"]
+    tc = spec.cfg.train
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.set_num_threads(max(1, tc.cpus_per_worker))
+    device = ray.train.torch.get_device()
+    runner = _Runner(spec, rank, world, device)
+
+    model = build_model(spec)
+    state, optim_state = _load_checkpoint(model)
+    if state.next_epoch == 0 and spec.pretrained is not None:
+        pre = NCF(spec.cfg.model, spec.num_drugs, spec.num_doc_words, NOTE_VOCAB_SIZE)
+        pre.load_state_dict(_resolve(spec.pretrained))
+        model.load_pretrained(pre)  # paper 4.1: encoder and drug embeddings from NCF
+    ddp = ray.train.torch.prepare_model(model)
+    optim = torch.optim.Adam(model.parameters(), lr=tc.lr)
+    if optim_state is not None:
+        optim.load_state_dict(optim_state)
+    if state.next_epoch > 0 and rank == 0:
+        _say(f"[{spec.kind}] resuming at epoch {state.next_epoch} (best val F1 {state.best_val_f1:.4f})")
+
+    shard = ray.train.get_dataset_shard("train")
+    local_batch = max(1, tc.batch_size // world)
+    for epoch in range(state.next_epoch, spec.epochs):
+        model.train()
+        t0 = time.perf_counter()
+        keys = ("loss", "records", "gather_bytes", "neg_remote_frac", "pair_acc", "steps")
+        sums = dict.fromkeys(keys, 0.0)
+        batches = shard.iter_batches(batch_size=local_batch, batch_format="pyarrow", prefetch_batches=1,
+                                     local_shuffle_buffer_size=4 * local_batch,
+                                     local_shuffle_seed=tc.seed * 100003 + epoch)
+        for step, table in enumerate(batches):
+            _maybe_fail(spec, epoch, step, rank)
+            rng = np.random.default_rng([tc.seed, epoch, step, rank])
+            out = runner.step(ddp, model, table, rng)
+            optim.zero_grad(set_to_none=True)
+            out["loss_tensor"].backward()
+            optim.step()
+            sums["loss"] += float(out.pop("loss_tensor").detach()) * table.num_rows
+            sums["records"] += table.num_rows
+            sums["steps"] += 1
+            for key, value in out.items():
+                sums[key] += value
+        total = dict(zip(keys, _all_reduce([sums[k] for k in keys], device)))
+        seconds = time.perf_counter() - t0
+        val_f1 = runner.validate(model)
+        steps = max(total["steps"], 1)
+        metrics = {
+            "epoch": epoch,
+            "loss": total["loss"] / max(total["records"], 1),
+            "val_f1": val_f1,
+            "samples_per_s": total["records"] / max(seconds, 1e-9),
+            "epoch_s": seconds,
+            "gather_bytes_per_step": total["gather_bytes"] / steps,
+            "records": int(total["records"]),
+        }
+        if spec.kind != "ncf":
+            metrics.update(neg_remote_frac=total["neg_remote_frac"] / steps, pair_acc=total["pair_acc"] / steps)
+        if val_f1 > state.best_val_f1:
+            state.best_val_f1, state.best_epoch = val_f1, epoch
+        state.history.append(metrics)
+        state.next_epoch = epoch + 1
+        metrics = {**metrics, "best_val_f1": state.best_val_f1, "best_epoch": state.best_epoch}
+        if rank == 0:
+            _say(f"[{spec.kind}] epoch {epoch + 1}/{spec.epochs} loss {metrics['loss']:.4f} "
+                 f"val F1 {val_f1:.4f} {metrics['samples_per_s']:.0f} samples/s "
+                 f"gather {metrics['gather_bytes_per_step'] / 1024:.1f} KiB/step/rank")
+        with tempfile.TemporaryDirectory() as tmp:
+            checkpoint = None
+            if rank == 0:
+                torch.save(model.state_dict(), Path(tmp) / "model.pt")
+                torch.save(optim.state_dict(), Path(tmp) / "optim.pt")
+                (Path(tmp) / "state.json").write_text(json.dumps(state.__dict__))
+                checkpoint = Checkpoint.from_directory(tmp)
+            ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=f"epoch_{epoch:04d}")

@@ -1,0 +1,127 @@
+"""Ray Train runs on tiny synthetic data with 2 CPU workers (DDP over gloo).
+
+One faulted run (rank 1 exits once in the middle of epoch 1) is the baseline of every
+test here: it must resume from the last checkpoint and finish all epochs, equal a clean run
+with the same seed, not train again when re-run under its name, and leave a model
+directory that evaluates without the training data.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from dpr_dist.config import load_config
+from dpr_dist.eval.evaluate import evaluate_models
+from dpr_dist.train.modeldir import load_model_dir
+from dpr_dist.train.run import job_config, pretrain, read_records, run_job, train
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_prepared, tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    prepared = root / "prepared"
+    shutil.copytree(tiny_prepared["dir"], prepared)
+    cfg = load_config(REPO / "configs" / "tiny.yaml",
+                      [f"data.prepared={prepared}", f"train.storage_path={root / 'ray'}"])
+    return cfg, root
+
+
+@pytest.fixture(scope="module")
+def faulted(setup):
+    cfg, root = setup
+    marker = root / "rank1-exited"
+    ncf_ckpt = pretrain(cfg)
+    model_dir = train(cfg, "ag", fail_once={"epoch": 1, "step": 1, "rank": 1, "marker": str(marker)})
+    return {"cfg": cfg, "root": root, "ncf": ncf_ckpt, "dir": model_dir, "marker": marker,
+            "metrics": json.loads((Path(model_dir) / "metrics.json").read_text())}
+
+
+def epoch_dirs(root: Path, name: str) -> list[str]:
+    return sorted(p.name for p in (root / "ray" / name).glob("epoch_*"))
+
+
+def test_pretraining_checkpoints_every_epoch(faulted):
+    cfg, root = faulted["cfg"], faulted["root"]
+    assert (Path(faulted["ncf"]) / "model.pt").is_file()
+    record = json.loads((root / "ray" / "tiny-ncf" / "pretrained.json").read_text())
+    assert [h["epoch"] for h in record["history"]] == list(range(cfg.train.pretrain_epochs))
+    assert epoch_dirs(root, "tiny-ncf")[-1] == f"epoch_{cfg.train.pretrain_epochs - 1:04d}"
+    assert record["history"][-1]["loss"] < record["history"][0]["loss"]
+
+
+def test_worker_failure_resumes_and_finishes(faulted):
+    cfg, hist = faulted["cfg"], faulted["metrics"]["history"]
+    assert faulted["marker"].exists()  # rank 1 did exit mid-epoch 1
+    assert [h["epoch"] for h in hist] == list(range(cfg.train.epochs))  # every epoch exactly once
+    assert all(h["records"] == hist[0]["records"] for h in hist)
+    assert hist[-1]["loss"] < hist[0]["loss"]
+    assert epoch_dirs(faulted["root"], "tiny-ag")[-1] == f"epoch_{cfg.train.epochs - 1:04d}"
+    best = faulted["metrics"]["best_val_f1"]
+    assert best == max(h["val_f1"] for h in hist)
+    assert faulted["metrics"]["checkpoint"].endswith(f"epoch_{faulted['metrics']['best_epoch']:04d}")
+
+
+def test_negatives_come_from_both_ranks(faulted):
+    for h in faulted["metrics"]["history"]:
+        assert 0.2 < h["neg_remote_frac"] < 0.8  # ~half of the global batch lives on the other rank
+        assert h["gather_bytes_per_step"] > 0
+
+
+def test_same_seed_same_metrics_with_s3_storage(faulted, s3_server):
+    """A clean run with the same seed (checkpoints and model directory on S3) equals the faulted one."""
+    cfg = faulted["cfg"]
+    cfg = replace(cfg, train=replace(cfg.train, name="tiny-s3", storage_path="s3://dpr/runs"))
+    uri = train(cfg, "ag", pretrained=faulted["ncf"])
+    assert uri == "s3://dpr/runs/tiny-s3-ag/model"
+    other = load_model_dir(uri).metrics
+    for a, b in zip(faulted["metrics"]["history"], other["history"], strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+        assert a["val_f1"] == pytest.approx(b["val_f1"], rel=1e-5)
+    assert other["checkpoint"].startswith("s3://dpr/runs/tiny-s3-ag/epoch_")
+
+
+def test_rerun_with_the_same_name_resumes_and_evaluates(faulted, capsys):
+    root = faulted["root"]
+    before = epoch_dirs(root, "tiny-ag"), epoch_dirs(root, "tiny-ncf")
+    out = run_job(faulted["cfg"], models=["ag"], baselines=["ncf", "popularity"])
+    assert (epoch_dirs(root, "tiny-ag"), epoch_dirs(root, "tiny-ncf")) == before  # no extra epochs
+    assert list(out["metrics"]) == ["ncf", "popularity", "ag"]
+    assert "test metrics" in capsys.readouterr().out
+    metrics = load_model_dir(out["model_dirs"]["ag"]).metrics
+    assert metrics["history"] == faulted["metrics"]["history"]
+    assert metrics["test"]["n"] == out["metrics"]["ag"]["n"]
+
+
+def test_model_dir_needs_no_training_data(faulted):
+    prepared = Path(faulted["cfg"].data.prepared)
+    test = read_records(str(prepared), "test")
+    hidden = prepared.with_name("prepared-hidden")
+    prepared.rename(hidden)
+    try:
+        bundle = load_model_dir(faulted["dir"])
+        metrics, pred = evaluate_models(bundle, test, ["ag", "ncf", "popularity", "nn"])
+    finally:
+        hidden.rename(prepared)
+    assert pred.num_rows == 4 * test.num_rows
+    for m in metrics.values():
+        assert 0 <= m["f1"] <= 1 and m["n"] == test.num_rows
+    assert metrics["ag"]["f1"] <= metrics["ag"]["ceiling_f1"]
+
+
+def test_job_scripts_parse_their_arguments(tmp_path):
+    cfg = job_config("x", ["--config", str(REPO / "configs" / "tiny.yaml"), "--set", "train.epochs=7"])
+    assert cfg.train.epochs == 7 and cfg.train.name == "tiny"
+    for script in ("train_ag.py", "demo.py"):  # the others share their header
+        res = subprocess.run([sys.executable, str(REPO / "jobs" / script), "--help"], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0 and "--config" in res.stdout, res.stderr
