@@ -35,7 +35,11 @@ def reference(cfg, emr_dir: str, ddi: str, out: str) -> int:
     """The same steps in one process, no Ray."""
     dc = cfg.data
     inter, _ = load_interactions(ddi)
-    normalizer = make_normalizer(inter, dc.drug_vocab)
+    raw_names = set()
+    for f in io.list_files(emr_dir):
+        col = pq.read_table(f, columns=["drugs"])["drugs"]
+        raw_names.update(pc.unique(pc.list_flatten(col)).to_pylist())
+    normalizer = make_normalizer(inter, dc.drug_vocab, sorted(n for n in raw_names if n))
     inter = inter.set_column(0, "drug_a", normalizer.normalize_array(inter["drug_a"].combine_chunks()))
     inter = inter.set_column(1, "drug_b", normalizer.normalize_array(inter["drug_b"].combine_chunks()))
     cleaned = []

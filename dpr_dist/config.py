@@ -76,6 +76,9 @@ class ModelConfig:
         edge_dim: Size of the DPR-AG edge attribute vectors (eq. 16).
         gnn_layers: Number of message-passing layers (Table 6 uses 1 and 2).
         ce_weight: Weight of the interaction-type cross-entropy in eq. 21.
+        fast: DPR models compute package embeddings, scores and the loss through the fast
+            path (:mod:`dpr_dist.models.fast`: the same function with shared and
+            restructured work); False selects the straightforward reference code.
     """
 
     name: str = "ag"
@@ -87,6 +90,7 @@ class ModelConfig:
     edge_dim: int = 32
     gnn_layers: int = 1
     ce_weight: float = 1.0
+    fast: bool = True
 
 
 @dataclass(frozen=True)
@@ -182,11 +186,28 @@ class GenerationConfig:
 
 @dataclass(frozen=True)
 class TuneConfig:
-    """Ray Tune + Optuna sweep."""
+    """Ray Tune + Optuna sweep (``dpr tune``, :mod:`dpr_dist.tune`; ``docs/tuning.md``).
+
+    Attributes:
+        num_samples: Trials (each a Ray Train run of ``train.epochs`` epochs).
+        max_concurrent: Upper bound on concurrent trials (lowered to what the cluster fits).
+        grace_period: ASHA: epochs every trial runs before it can be stopped.
+        reduction_factor: ASHA: a trial continues past a rung when its best validation F1
+            is in the top ``1 / reduction_factor`` of the trials that reached it.
+        name: Sweep name; re-running with the same name resumes the sweep.
+        storage_path: Where sweeps live (local or ``s3://``); empty: ``train.storage_path``.
+        threshold, negative_ratio, gnn_layers, dim, lr, l2: Search ranges ``(low, high)``
+            of ``data.threshold``, ``train.negative_ratio``, ``model.gnn_layers``,
+            ``model.edge_dim`` (the patient encoder's and drug embeddings' sizes are those
+            of the shared NCF pre-training), ``train.lr`` and ``train.l2``.
+    """
 
     num_samples: int = 16
     max_concurrent: int = 2
     grace_period: int = 1
+    reduction_factor: int = 2
+    name: str = "sweep"
+    storage_path: str = ""
     threshold: tuple[float, float] = (0.01, 0.1)
     negative_ratio: tuple[int, int] = (1, 20)
     gnn_layers: tuple[int, int] = (1, 3)

@@ -232,7 +232,8 @@ class DrugNormalizer:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_vocabulary(cls, vocab: str | pa.Table, *, prefer: Iterable[str] = (),
-                        restrict_to: Iterable[str] | None = None, **kwargs) -> "DrugNormalizer":
+                        restrict_to: Iterable[str] | None = None, extra: Iterable[str] = (),
+                        **kwargs) -> "DrugNormalizer":
         """Build from a DrugBank vocabulary (``Common name``, ``Synonyms`` split on `` | ``).
 
         Every common name (or those in ``restrict_to``) is a canonical target. Synonyms are
@@ -244,6 +245,7 @@ class DrugNormalizer:
             vocab: Path / URI of the vocabulary CSV, or the table already read.
             prefer: The interaction drugs: they win ties and supply the synonyms.
             restrict_to: Keep only these common names as canonical targets.
+            extra: More canonical names (e.g. the salt-free names seen in the EMR itself).
             **kwargs: Passed to the constructor (``aliases``, ``salt_words``).
         """
         if isinstance(vocab, str):
@@ -264,7 +266,7 @@ class DrugNormalizer:
             canon.append(name)
             if not prefer or name in prefer:
                 pairs.extend((s, name) for s in syns if s)
-        return cls(canon, pairs, prefer=prefer, **kwargs)
+        return cls([*canon, *extra], pairs, prefer=prefer, **kwargs)
 
     # ------------------------------------------------------------------ lookup
     @property
@@ -356,6 +358,18 @@ def normalize_lists(arr: pa.ListArray | pa.ChunkedArray,
     values = pa.array(uniq.tolist(), pa.string()).take(pa.array(out_codes[idx], pa.int64()))
     mask = pc.is_null(arr) if arr.null_count else None
     return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values, mask=mask)
+
+
+def base_names(raw_names: Iterable[str], salt_words: Iterable[str] = SALT_WORDS) -> list[str]:
+    """Normalized names that carry no salt word: canonical targets for salt stripping.
+
+    Adding the EMR's own salt-free names to a :class:`DrugNormalizer` lets
+    ``"badazole potassium"`` fold into ``"badazole"`` when the EMR also prescribes the
+    bare name, even if neither is in the interaction table.
+    """
+    salts = frozenset(salt_words)
+    out = {normalize_drug(r) for r in raw_names if r}
+    return sorted(n for n in out if n and not salts.intersection(n.split()))
 
 
 def alignment_report(emr_drug_names: Iterable[str], ddi_names: Iterable[str],

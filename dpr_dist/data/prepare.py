@@ -40,7 +40,7 @@ from dpr_dist.data.documents import disease_documents, encode_notes
 from dpr_dist.data.graphs import (
     PairTable, cooccurrence_table, merge_counts, package_edges, pair_counts, relation_table)
 from dpr_dist.data.interactions import fill_missing_labels
-from dpr_dist.data.normalize import DrugNormalizer
+from dpr_dist.data.normalize import DrugNormalizer, base_names
 from dpr_dist.data.schema import (
     DDI_REQUIRED, DDI_SCHEMA, EMR_REQUIRED, EMR_SCHEMA, REJECTS_SCHEMA, check_columns, conform, validate_emr)
 
@@ -142,13 +142,29 @@ def build_batch(batch: pa.Table, drug_vocab: pa.Array, doc_vocab: pa.Array, rela
 
 
 # ----------------------------------------------------------------------------- driver side
-def make_normalizer(inter: pa.Table, vocab: str = "") -> DrugNormalizer:
-    """Drug-name normalizer onto the interaction table's names (plus a vocabulary's synonyms)."""
+def make_normalizer(inter: pa.Table, vocab: str = "", emr_names: list[str] = ()) -> DrugNormalizer:
+    """Drug-name normalizer onto the interaction table's names.
+
+    Args:
+        inter: The interaction table (its names are the preferred canonical names).
+        vocab: Optional vocabulary CSV whose synonyms also align names.
+        emr_names: Raw EMR drug names; their salt-free forms become canonical too, so a
+            salt form folds into the bare name the EMR also uses.
+    """
     names = pc.unique(pa.concat_arrays([inter["drug_a"].combine_chunks(), inter["drug_b"].combine_chunks()]))
     names = [n for n in names.to_pylist() if n]
+    extra = base_names(emr_names)
     if vocab:
-        return DrugNormalizer.from_vocabulary(vocab, prefer=names)
-    return DrugNormalizer(names)
+        return DrugNormalizer.from_vocabulary(vocab, prefer=names, extra=extra)
+    return DrugNormalizer([*names, *extra], prefer=names)
+
+
+def unique_drug_names(batch: pa.Table) -> pa.Table:
+    """Map side of the raw drug-name collection (``drugs`` as a list or a ``|`` string)."""
+    col = batch["drugs"].combine_chunks()
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+        col = pc.split_pattern(col.cast(pa.string()), "|")
+    return pa.table({"name": pc.unique(pc.utf8_trim_whitespace(pc.list_flatten(col)))})
 
 
 def load_interactions(uri: str) -> tuple[pa.Table, pa.Table]:
@@ -248,14 +264,15 @@ def prepare(cfg: Config, emr: str | None = None, ddi: str | None = None, out: st
     check_columns(io.peek_schema(emr), EMR_SCHEMA, EMR_REQUIRED, f"EMR input {emr}")
     check_columns(io.peek_schema(ddi), DDI_SCHEMA, DDI_REQUIRED, f"interaction input {ddi}")
     inter, ddi_rejects = load_interactions(ddi)
-    normalizer = make_normalizer(inter, dc.drug_vocab)
-    inter = inter.set_column(0, "drug_a", normalizer.normalize_array(inter["drug_a"].combine_chunks()))
-    inter = inter.set_column(1, "drug_b", normalizer.normalize_array(inter["drug_b"].combine_chunks()))
-
     ensure_ray()
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True
     raw = read_emr_dataset(emr)
+    names = collect(raw.select_columns(["drugs"]).map_batches(unique_drug_names, batch_format="pyarrow"))
+    normalizer = make_normalizer(inter, dc.drug_vocab, pc.unique(names["name"]).to_pylist() if names.num_rows else [])
+    inter = inter.set_column(0, "drug_a", normalizer.normalize_array(inter["drug_a"].combine_chunks()))
+    inter = inter.set_column(1, "drug_b", normalizer.normalize_array(inter["drug_b"].combine_chunks()))
+
     cleaned = raw.map_batches(
         clean_batch, batch_format="pyarrow", batch_size=dc.rows_per_block,
         fn_kwargs={"normalizer": normalizer, "min_drugs": dc.min_drugs, "note_max_len": dc.note_max_len},

@@ -18,8 +18,12 @@ name            graph  what is used
 Only the modules a variant uses are created, so every parameter takes part in the graph at
 every step (as ``DistributedDataParallel`` without ``find_unused_parameters`` expects).
 
-This is the clear reference implementation: all per-node and per-edge quantities are
-computed per graph, also where a patient's positive and negative packages share them.
+The code here is the clear reference implementation: all per-node and per-edge quantities
+are computed per graph, also where a patient's positive and negative packages share them.
+With ``model.fast`` (the default, ``ModelConfig.fast``) :meth:`DPR.package_embedding`,
+:meth:`DPR.score` and :meth:`DPR.loss` run :mod:`dpr_dist.models.fast` instead: the same
+function with less work, on index maps (:meth:`DPR.plan`) built on the CPU. Setting
+``model.fast = False`` selects the reference; :meth:`DPR.explain` always uses it.
 """
 
 from __future__ import annotations
@@ -32,7 +36,9 @@ from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
 
 from dpr_dist.config import ModelConfig
+from dpr_dist.models import fast as fast_path
 from dpr_dist.models.batch import PatientBatch, check_ids
+from dpr_dist.models.fast import FastPlan
 from dpr_dist.models.encoder import PatientEncoder
 from dpr_dist.models.layers import MLP, AGConv, GatedReadout, WGConv, kaiming_init
 from dpr_dist.models.ncf import NCF
@@ -120,6 +126,7 @@ class DPR(nn.Module):
         if num_drugs < 1:
             raise ValueError(f"DPR: num_drugs must be >= 1, got {num_drugs}")
         self.variant = VARIANTS[name]
+        self.fast = bool(cfg.fast)  # route through dpr_dist.models.fast (False: the reference)
         self.num_drugs = num_drugs
         self.ce_weight = cfg.ce_weight
         dim, hid = cfg.drug_dim, cfg.hidden
@@ -237,35 +244,66 @@ class DPR(nn.Module):
         g = self.readout(d, h, batch, num_graphs)  # eq. 14
         return g, aux
 
-    def package_embedding(self, u: Tensor, graphs: GraphInput, owner: Tensor) -> Tensor:
+    def plan(
+        self, graphs: GraphInput, owner: Tensor, num_patients: int, num_negatives: int | None = None
+    ) -> FastPlan:
+        """Validated index maps of the fast path for these graphs, built on the CPU.
+
+        Build it where the batch is made (before ``.to(device)``; then ``plan.to(device)``)
+        and pass it as ``plan=`` to :meth:`loss` / :meth:`score` / :meth:`package_embedding`:
+        the forward pass then needs no host synchronisation. Without one they build it
+        (copying the graphs to the CPU when they are elsewhere).
+
+        Args:
+            graphs: The package graphs.
+            owner: ``[G]`` patient row of each graph.
+            num_patients: ``B``.
+            num_negatives: ``K`` for :meth:`loss` (checks the patient-major layout); None
+                for scoring.
+        """
+        group = None if num_negatives is None else 1 + int(num_negatives)
+        return fast_path.build_plan(graphs, owner, self.variant, num_patients, self.num_drugs, group)
+
+    def package_embedding(
+        self, u: Tensor, graphs: GraphInput, owner: Tensor, plan: FastPlan | None = None
+    ) -> Tensor:
         """Package embeddings ``g`` (eq. 14), each graph embedded under its owner's mask.
 
         Args:
             u: ``[B, D_u]`` patient embeddings.
             graphs: ``G`` package graphs (see :mod:`dpr_dist.models.batch`).
             owner: ``[G]`` int64 row of ``u`` of each graph.
+            plan: Fast path only: :meth:`plan` of ``(graphs, owner)`` (built when None).
 
         Returns:
             ``[G, drug_dim]``.
         """
+        if self.fast:
+            plan = self.plan(graphs, owner, u.size(0)) if plan is None else plan
+            return fast_path.package_embedding(self, u, plan)
         return self._forward_graphs(u, graphs, owner)[0]
 
     def _predict(self, u: Tensor, g: Tensor, owner: Tensor) -> Tensor:
         return self.predict(torch.cat([u[owner], g], dim=-1)).squeeze(-1)  # MLP([u || g])
 
-    def score(self, u: Tensor, graphs: GraphInput, owner: Tensor) -> Tensor:
+    def score(self, u: Tensor, graphs: GraphInput, owner: Tensor, plan: FastPlan | None = None) -> Tensor:
         """Scores ``MLP([u_owner || g])`` ``[G]`` of each package for its owner (eq. 15)."""
+        if self.fast:
+            plan = self.plan(graphs, owner, u.size(0)) if plan is None else plan
+            return fast_path.score(self, u, plan)
         return self._predict(u, self.package_embedding(u, graphs, owner), owner)
 
     # ------------------------------------------------------------------ training
     def forward(
-        self, p: PatientBatch, graphs: Batch, owner: Tensor, num_negatives: int
+        self, p: PatientBatch, graphs: Batch, owner: Tensor, num_negatives: int,
+        plan: FastPlan | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """The training loss, :meth:`loss` (so that ``DistributedDataParallel(dpr)(...)`` runs it)."""
-        return self.loss(p, graphs, owner, num_negatives)
+        return self.loss(p, graphs, owner, num_negatives, plan)
 
     def loss(
-        self, p: PatientBatch, graphs: Batch, owner: Tensor, num_negatives: int
+        self, p: PatientBatch, graphs: Batch, owner: Tensor, num_negatives: int,
+        plan: FastPlan | None = None,
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """Package BPR loss (eq. 15), plus the interaction-type cross-entropy for AG (eq. 21).
 
@@ -289,6 +327,8 @@ class DPR(nn.Module):
             graphs: ``B * (1 + K)`` package graphs in the layout above.
             owner: ``[B * (1 + K)]`` int64.
             num_negatives: ``K >= 1``.
+            plan: Fast path only: :meth:`plan` of ``(graphs, owner, B, K)`` (built when
+                None); the layout is then checked when the plan is built.
 
         Returns:
             ``(loss, stats)``; ``stats`` holds detached scalar tensors: ``bpr``,
@@ -298,6 +338,9 @@ class DPR(nn.Module):
         k = int(num_negatives)
         if k < 1:
             raise ValueError(f"DPR.loss: num_negatives must be >= 1, got {num_negatives}")
+        if self.fast:
+            plan = self.plan(graphs, owner, len(p), k) if plan is None else plan
+            return fast_path.loss(self, p, plan, k)
         b = len(p)
         group = 1 + k
         _, num_graphs = _graph_index(graphs)

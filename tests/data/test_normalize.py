@@ -201,3 +201,15 @@ def test_demo_alignment_lower_bound():
                       ("Potassium Chloride (Powder)", "Potassium chloride"), ("Aspirin EC", "Acetylsalicylic acid"),
                       ("Metoprolol Tartrate", "Metoprolol"), ("Insulin", "insulin")]:
         assert norm(raw) == name, raw
+
+
+def test_emr_base_names_fold_salt_forms_of_drugs_outside_the_interactions():
+    from dpr_dist.data.normalize import DrugNormalizer, base_names
+
+    raw = ["Badazole 20 mg tablet", "badazole potassium", "Sodium Chloride 0.9%", "Zorib"]
+    extra = base_names(raw)
+    assert "badazole" in extra and "badazole potassium" not in extra
+    norm = DrugNormalizer(["Zorib", *extra], prefer=["Zorib"])
+    assert norm("badazole potassium") == "badazole"
+    assert norm("Badazole 20 mg tablet") == "badazole"
+    assert norm("ZORIB") == "Zorib"

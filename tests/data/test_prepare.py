@@ -126,3 +126,13 @@ def test_prepare_through_s3(tiny_data, ray_session, s3_server):
     train = pq.read_table(path, filesystem=fs)
     assert train.num_rows == man["splits"]["train"]["records"]
     assert man["table1"]["records"] + man["rejected_emr"] == 120
+
+
+def test_salt_forms_fold_into_the_bare_name_seen_in_the_emr(tiny_prepared):
+    from dpr_dist.data.normalize import SALT_WORDS
+
+    names = set(pq.read_table(f"{tiny_prepared['dir']}/vocab/drugs.parquet")["name"].to_pylist())
+    for n in names:
+        words = n.split()
+        base = " ".join(w for w in words if w not in SALT_WORDS)
+        assert base == n or base not in names, f"{n!r} should fold into {base!r}"
