@@ -5,11 +5,19 @@ The generator plants the structure DPR-WG / DPR-AG exist to find (paper sections
 
 * latent patient conditions (1-2 per patient) that show, noisily, in demographics, abnormal
   labs and admission-note words, never by name;
-* condition regimens built around a core of drugs whose pairs are labelled synergism,
-  plus background drugs (saline-like), co-prescribed synergy partners and random drugs;
-* antagonistic pairs that are rarely co-prescribed, synergistic pairs that are avoided for
-  patients with one condition (the paper's cefuroxime + gentamicin for kidney disease) and
-  drugs contraindicated for a condition (infants, pregnancy);
+* a latent severity per stay (age, conditions, the patient, chance) that drives the package
+  size (lognormal, coefficient of variation ~0.6) and shows, noisily, as extra abnormal
+  acuity labs, more surgery and note words ("stable" ... "critical", "severe");
+* protocol bundles: disjoint groups of 2-6 drugs built around synergistic pairs (every
+  pair of aligned drugs in a bundle is labelled synergism, no antagonistic pair inside),
+  prescribed whole or not at all. Each condition has a first-line bundle and a few shared
+  ones, surgery has its own; a package is mostly a union of whole bundles (more of them
+  the more severe the stay) plus background drugs (saline-like) and a few individual
+  drugs (the condition's extended regimen, synergy partners, random drugs);
+* antagonistic pairs that are rarely co-prescribed (conflicting bundles are not combined),
+  synergistic pairs that are avoided for patients with one condition (the paper's
+  cefuroxime + gentamicin for kidney disease) and drugs contraindicated for a condition
+  (infants, pregnancy);
 * partial alignment: ~40% of the EMR drugs are in the interaction table (paper: 565 of
   1,428), whose rows follow the paper's none : synergism : antagonism proportions and are
   directed; EMR names carry strengths, forms and salts, the table uses bare names.
@@ -75,7 +83,8 @@ class Condition:
         stems: Drug-name suffixes of its regimen (cosmetic).
         contra: Number of drugs contraindicated for it.
         avoid_with: Condition whose synergistic pair is avoided for these patients.
-        surgery: Probability of a surgical stay.
+        surgery: Probability of a surgical stay (at average severity).
+        acuity: Shift of the latent severity of its patients (stroke +0.6, gout -0.5).
     """
 
     name: str
@@ -88,30 +97,31 @@ class Condition:
     contra: int = 0
     avoid_with: str | None = None
     surgery: float = 0.15
+    acuity: float = 0.0
 
 
 CONDITIONS: tuple[Condition, ...] = (
     Condition("infection", 3.0, (45, 25, 0, 100), 0.5,
               (("white blood cells", "high"), ("c-reactive protein", "high"), ("procalcitonin", "high")),
               ("fever", "chills", "productive cough", "purulent sputum", "burning on urination"),
-              ("cillin", "mycin", "floxacin", "penem", "cycline", "bactam")),
+              ("cillin", "mycin", "floxacin", "penem", "cycline", "bactam"), acuity=0.1),
     Condition("hypertension", 2.0, (62, 12, 18, 100), 0.5, (("potassium", "low"),),
               ("headache", "dizziness", "blurred vision", "palpitations", "neck stiffness"),
-              ("pril", "sartan", "olol", "dipine", "thiazide"), avoid_with="diabetes"),
+              ("pril", "sartan", "olol", "dipine", "thiazide"), avoid_with="diabetes", acuity=-0.2),
     Condition("diabetes", 2.0, (58, 14, 8, 100), 0.5, (("glucose", "high"), ("hba1c", "high")),
               ("polyuria", "polydipsia", "weight loss", "numbness in the feet", "slow healing wound"),
-              ("gliptin", "formin", "glinide", "glitazone", "gliflozin"), avoid_with="hypertension"),
+              ("gliptin", "formin", "glinide", "glitazone", "gliflozin"), avoid_with="hypertension", acuity=-0.1),
     Condition("kidney disease", 1.2, (60, 15, 1, 100), 0.5,
               (("creatinine", "high"), ("urea nitrogen", "high"), ("egfr", "low"), ("potassium", "high")),
               ("oliguria", "foamy urine", "lower limb edema", "flank pain", "itchy skin"),
-              ("semide", "poetin", "calcet", "sevamer"), contra=2, avoid_with="infection"),
+              ("semide", "poetin", "calcet", "sevamer"), contra=2, avoid_with="infection", acuity=0.3),
     Condition("liver disease", 1.0, (52, 13, 1, 100), 0.4,
               (("alt", "high"), ("ast", "high"), ("total bilirubin", "high"), ("albumin", "low")),
               ("jaundice", "abdominal distension", "dark urine", "right upper quadrant pain", "spider nevi"),
-              ("sodiol", "lulose", "faximin", "silibin"), contra=2, avoid_with="heart failure"),
+              ("sodiol", "lulose", "faximin", "silibin"), contra=2, avoid_with="heart failure", acuity=0.3),
     Condition("pregnancy", 0.7, (30, 5, 18, 44), 1.0, (("hcg", "high"), ("hemoglobin", "low")),
               ("amenorrhea", "morning nausea", "fetal movements", "lower abdominal discomfort", "breast tenderness"),
-              ("folin", "gestin", "tocin"), contra=3, avoid_with="hypertension", surgery=0.25),
+              ("folin", "gestin", "tocin"), contra=3, avoid_with="hypertension", surgery=0.25, acuity=-0.3),
     Condition("infant", 0.7, (0.8, 0.5, 0, 2), 0.5,
               (("total bilirubin", "high"), ("alkaline phosphatase", "high")),
               ("poor feeding", "inconsolable crying", "vomiting after feeds", "diaper rash", "bulging fontanelle"),
@@ -119,32 +129,32 @@ CONDITIONS: tuple[Condition, ...] = (
     Condition("heart failure", 1.0, (70, 10, 30, 100), 0.45,
               (("bnp", "high"), ("troponin i", "high"), ("sodium", "low")),
               ("dyspnea on exertion", "orthopnea", "ankle swelling", "jugular venous distension"),
-              ("goxin", "lactone", "vaptan", "olol"), avoid_with="kidney disease"),
+              ("goxin", "lactone", "vaptan", "olol"), avoid_with="kidney disease", acuity=0.5),
     Condition("asthma", 1.2, (35, 22, 2, 100), 0.55, (("eosinophils", "high"), ("po2", "low")),
               ("wheezing", "shortness of breath", "chest tightness", "night cough"),
-              ("terol", "sonide", "lukast", "tropium"), avoid_with="heart failure"),
+              ("terol", "sonide", "lukast", "tropium"), avoid_with="heart failure", acuity=-0.2),
     Condition("anemia", 0.9, (45, 20, 0, 100), 0.65,
               (("hemoglobin", "low"), ("ferritin", "low"), ("mcv", "low")),
               ("pallor", "fatigue", "dizziness on standing", "brittle nails"),
-              ("ferrin", "cobalamin", "poetin")),
+              ("ferrin", "cobalamin", "poetin"), acuity=-0.2),
     Condition("coronary disease", 1.0, (63, 10, 30, 100), 0.35,
               (("ldl cholesterol", "high"), ("total cholesterol", "high"), ("triglycerides", "high")),
               ("chest pain on exertion", "pain radiating to the left arm", "cold sweating"),
-              ("statin", "grel", "parin", "xaban"), avoid_with="liver disease", surgery=0.35),
+              ("statin", "grel", "parin", "xaban"), avoid_with="liver disease", surgery=0.35, acuity=0.3),
     Condition("hypothyroidism", 0.7, (48, 15, 5, 100), 0.75, (("tsh", "high"), ("free t4", "low")),
               ("cold intolerance", "weight gain", "constipation", "dry skin", "hoarse voice"),
-              ("thyroxine", "thyronine")),
+              ("thyroxine", "thyronine"), acuity=-0.5),
     Condition("stroke", 0.7, (68, 11, 30, 100), 0.45, (("inr", "high"), ("glucose", "high")),
               ("slurred speech", "one-sided weakness", "facial droop", "sudden confusion"),
-              ("teplase", "grel", "parin"), avoid_with="coronary disease"),
+              ("teplase", "grel", "parin"), avoid_with="coronary disease", acuity=0.6),
     Condition("epilepsy", 0.6, (30, 18, 0, 100), 0.5, (("prolactin", "high"), ("lactate", "high")),
               ("seizure", "loss of consciousness", "tongue biting", "postictal drowsiness"),
               ("azepine", "racetam", "trigine", "barbital"), contra=1),
     Condition("gout", 0.6, (55, 12, 18, 100), 0.2, (("uric acid", "high"), ("c-reactive protein", "high")),
-              ("big toe pain", "red swollen joint", "pain at night"), ("purinol", "cine", "buxostat")),
+              ("big toe pain", "red swollen joint", "pain at night"), ("purinol", "cine", "buxostat"), acuity=-0.5),
     Condition("trauma", 0.8, (40, 20, 0, 100), 0.35, (("creatine kinase", "high"), ("hemoglobin", "low")),
               ("after a fall", "limb deformity", "local tenderness", "open wound"),
-              ("caine", "codone", "curium"), surgery=0.8),
+              ("caine", "codone", "curium"), surgery=0.8, acuity=0.4),
 )
 _GENERIC_STEMS = ("azole", "prazole", "tidine", "setron", "triptan", "oxetine", "zepam", "vir", "conazole",
                   "afil", "fenac", "mab", "tinib", "dronate", "lamide", "sone", "mide", "dazine")
@@ -170,16 +180,52 @@ _BODY_PARTS = ("left knee", "right shoulder", "lower back", "left hand", "right 
                "upper abdomen", "right eye", "left ear", "jaw", "both wrists", "left foot", "chest wall")
 
 
+#: Labs that a severe stay tends to make abnormal, whatever the condition.
+ACUITY_LABS: tuple[tuple[str, str], ...] = (
+    ("lactate", "high"), ("albumin", "low"), ("sodium", "low"), ("platelets", "low"), ("inr", "high"),
+    ("c-reactive protein", "high"))
+#: Note phrases of the four severity levels.
+_SEVERITY_WORDS = ("in stable condition", "in fair condition", "in serious condition", "in critical condition")
+
+
 @dataclass(frozen=True)
 class SynthKnobs:
-    """Probabilities of the generative process (defaults documented in docs/synthetic-data.md)."""
+    """Probabilities of the generative process (defaults documented in docs/synthetic-data.md).
+
+    Attributes:
+        aligned_fraction: Share of the catalog in the interaction table.
+        records_per_patient: Mean stays per patient.
+        second_condition: Share of patients with a second condition.
+        core_prob: Probability that the primary condition's first-line bundle is chosen first.
+        extended_prob: Share of the individual drugs taken from the conditions' extended regimens.
+        surgery_drug_prob: Probability that a surgical stay gets a surgery bundle right after
+            the first-line one.
+        partner_share: Share of the other individual drugs that are synergy partners of a drug
+            already in the package (the rest follow a Zipf popularity).
+        avoid_antagonism: Probability that an antagonistic pair is avoided (conflicting
+            bundles are not combined; of a pair in a package, the weaker drug goes).
+        avoid_rule: Probability that a condition-avoided synergistic pair is broken.
+        avoid_contra: Probability that a contraindicated drug is dropped.
+        hard_fraction: Share of records with a random package.
+        null_label_fraction: Share of interaction rows whose label is null.
+        lab_signal: Probability that a condition's lab is abnormal in its direction.
+        lab_noise: Probability that any lab is abnormal at random (at average severity).
+        flag_fraction: Share of labs with a flag set.
+        word_prob: Probability of each condition phrase in the note.
+        noise_word: Probability of a phrase of a random other condition in the note.
+        size_sigma: Standard deviation of the log package size per unit of severity.
+        individual_share: Share of the target size left to individual drugs.
+        bundle_drop: Probability that a chosen bundle is given without one of its drugs.
+        severity_lab: Probability that an acuity lab is abnormal on the most severe stays.
+        severity_noise: Standard deviation of the noise on the note's severity words.
+    """
 
     aligned_fraction: float = PAPER_ALIGNED / 1428
     records_per_patient: float = 1.3
     second_condition: float = 0.4
     core_prob: float = 0.75
-    extended_prob: float = 0.2
-    surgery_drug_prob: float = 0.7
+    extended_prob: float = 0.35
+    surgery_drug_prob: float = 0.8
     partner_share: float = 0.3
     avoid_antagonism: float = 0.95
     avoid_rule: float = 0.97
@@ -191,6 +237,11 @@ class SynthKnobs:
     flag_fraction: float = 0.55
     word_prob: float = 0.65
     noise_word: float = 0.25
+    size_sigma: float = 0.55
+    individual_share: float = 0.2
+    bundle_drop: float = 0.05
+    severity_lab: float = 0.5
+    severity_noise: float = 0.5
 
 
 @dataclass(frozen=True, eq=False)
@@ -205,9 +256,13 @@ class SynthTruth:
         package_offsets: ``[R + 1]`` offsets into ``package_drugs``.
         package_drugs: ``[N]`` drug ids of the EMR ``drugs`` lists, in the same order.
         hard: ``[R]`` bool, the package was drawn at random.
-        regimens: condition -> core drug names (pairs labelled synergism).
+        regimens: condition -> drugs of its first-line bundle (aligned pairs labelled synergism).
         contraindications: condition -> drugs avoided for it.
         rules: ``(condition, kept drug, dropped drug)``: a synergistic pair avoided for it.
+        severity: ``[R]`` float32 latent severity (standardized: mean 0, sd 1).
+        bundles: ``[B]`` protocol bundles, each a tuple of drug names (disjoint).
+        condition_bundles: condition -> ids into ``bundles`` it uses, first-line first.
+        surgery_bundles: ids into ``bundles`` of surgical stays.
     """
 
     drug_names: tuple[str, ...]
@@ -220,6 +275,10 @@ class SynthTruth:
     regimens: dict[str, tuple[str, ...]] = field(default_factory=dict)
     contraindications: dict[str, tuple[str, ...]] = field(default_factory=dict)
     rules: tuple[tuple[str, str, str], ...] = ()
+    severity: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    bundles: tuple[tuple[str, ...], ...] = ()
+    condition_bundles: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    surgery_bundles: tuple[int, ...] = ()
 
 
 # --------------------------------------------------------------------------- the plan
@@ -234,15 +293,20 @@ class _Plan:
     aligned: np.ndarray  # [D] bool, has rows in the interaction table
     background: np.ndarray  # [B] drug ids
     bg_prob: np.ndarray  # [B]
-    pop: np.ndarray  # [D] draw probabilities of random drugs (0 on background)
-    cores: np.ndarray  # [C, K] drug ids, -1 padded
-    exts: np.ndarray  # [C, K]
-    surg: np.ndarray  # [S]
+    pop: np.ndarray  # [D] draw probabilities of random drugs (0 on background, low on bundles)
+    bundles: np.ndarray  # [NB, M] drug ids, -1 padded; disjoint
+    bundle_size: np.ndarray  # [NB]
+    surgical: np.ndarray  # [NB] bool, a surgery bundle
+    first: np.ndarray  # [C] first-line bundle of each condition
+    cond_bundles: np.ndarray  # [C, L] bundles a condition uses, first-line first, -1 padded
+    cond_weight: np.ndarray  # [C, L] their choice weights
+    conflict: np.ndarray  # [NB, NB] bool, the two bundles hold an antagonistic pair
+    exts: np.ndarray  # [C, K] extended regimen (individual drugs), -1 padded
     contra: np.ndarray  # [C, Kc], -1 padded
     rules: np.ndarray  # [Q, 3] (condition, a, b): drop b
     ddi: np.ndarray  # [E, 3] (a, b, label) directed rows
     ant: np.ndarray  # [P, 2] unordered antagonistic pairs
-    syn_ptr: np.ndarray  # CSR of synergy partners (undirected)
+    syn_ptr: np.ndarray  # CSR of synergy partners outside the bundles (undirected)
     syn_idx: np.ndarray
     compat: np.ndarray  # [C, C] bool, may co-occur in one patient
 
@@ -309,9 +373,68 @@ def _sample_pairs(pool: np.ndarray, n: int, taken: set, rng: np.random.Generator
     return np.array(out, np.int64).reshape(-1, 2)
 
 
+@dataclass(eq=False)
+class _Bundles:
+    """Protocol bundles and which condition uses which."""
+
+    drugs: np.ndarray  # [NB, M] drug ids, -1 padded; disjoint
+    size: np.ndarray  # [NB]
+    surgical: np.ndarray  # [NB] bool
+    first: np.ndarray  # [C] first-line bundle of each condition
+    cond: np.ndarray  # [C, L] bundles of each condition, first-line first
+    weight: np.ndarray  # [C, L] choice weights
+
+
+def _make_bundles(drugs: int, n_cond: int, aligned_pool: np.ndarray, others: np.ndarray, mean_package: float,
+                  rng: np.random.Generator) -> _Bundles:
+    """Disjoint protocol bundles out of the non-background drugs.
+
+    About 70% of the non-background catalog goes into bundles of 3-6 drugs (fewer for small
+    packages), at most ``4 * C + 3`` bundles, ordered surgical (up to 3), first-line (one
+    per condition, shared round-robin when there are fewer bundles than conditions) and
+    shared. Aligned drugs fill them first (up to 85% of the aligned drugs): two per bundle,
+    then slot ``j`` of every bundle before slot ``j + 1`` of any, so that each bundle is
+    built around a synergistic pair. Each condition uses its first-line bundle (weight 2)
+    and ``max(2, 2 * shared / C)`` shared ones (weights 0.5-1.5), the least used first.
+    """
+    hi = int(np.clip(round(0.6 * mean_package), 2, 6))
+    lo = min(3, hi)
+    avail = len(aligned_pool) + len(others)
+    nb = int(np.clip(0.7 * avail // ((lo + hi) / 2), 2, 4 * n_cond + 3))
+    sizes = rng.integers(lo, hi + 1, nb)
+    while sizes.sum() > 0.85 * avail and sizes.max() > 2:
+        sizes[np.argmax(sizes)] -= 1
+    n_surg = min(3, nb // 6)
+    n_first = min(n_cond, nb - n_surg)
+
+    width = int(sizes.max())
+    slot_b, slot_j = np.meshgrid(np.arange(nb), np.arange(width))
+    used_slot = slot_j < sizes[slot_b]
+    order = np.argsort(np.where(slot_j < 2, 2 * slot_b + slot_j, nb * (slot_j + 2) + slot_b)[used_slot])
+    cap = max(int(0.85 * len(aligned_pool)), min(2, len(aligned_pool)))
+    pool = np.concatenate([aligned_pool[:cap], rng.permutation(others), aligned_pool[cap:]])
+    bundles = np.full((nb, width), -1, np.int64)
+    bundles[slot_b[used_slot][order], slot_j[used_slot][order]] = pool[: used_slot.sum()]
+
+    first = n_surg + np.arange(n_cond) % n_first
+    shared = np.arange(n_surg + n_first, nb)
+    k_sh = min(len(shared), max(2, round(2 * len(shared) / n_cond)))
+    cond = np.full((n_cond, 1 + k_sh), -1, np.int64)
+    cond[:, 0] = first
+    weight = np.ones((n_cond, 1 + k_sh))
+    weight[:, 0] = 2.0
+    uses = np.zeros(len(shared))
+    for ci in range(n_cond):
+        pick = np.argsort(uses + rng.random(len(shared)), kind="stable")[:k_sh]
+        uses[pick] += 1
+        cond[ci, 1:] = shared[pick]
+        weight[ci, 1:] = rng.uniform(0.5, 1.5, k_sh)
+    return _Bundles(bundles, sizes, np.arange(nb) < n_surg, first, cond, weight)
+
+
 def _make_plan(drugs: int, n_cond: int, mean_package: float, knobs: SynthKnobs,
                rng: np.random.Generator) -> _Plan:
-    """Roles of the drugs, regimens, rules and the interaction structure."""
+    """Roles of the drugs, bundles, rules and the interaction structure."""
     conds = _conditions(n_cond, rng)
     C, D = len(conds), drugs
     lo = np.array([c.age[2] for c in conds])
@@ -326,23 +449,35 @@ def _make_plan(drugs: int, n_cond: int, mean_package: float, knobs: SynthKnobs,
     perm = rng.permutation(D)
     background, rest = perm[:n_bg], perm[n_bg:]
     aligned_pool = rest[: max(1, n_aligned - n_bg)]
+    others = rest[len(aligned_pool):]
     aligned = np.zeros(D, bool)
     aligned[background] = True
     aligned[aligned_pool] = True
-    k_core = int(np.clip(round(0.4 * mean_package), 2, max(2, len(aligned_pool) // (C + 1))))
-    k_surg = max(2, k_core // 2)
-    cores = np.stack([aligned_pool[(np.arange(k_core) + c * k_core) % len(aligned_pool)] for c in range(C)])
-    surg = aligned_pool[(np.arange(k_surg) + C * k_core) % len(aligned_pool)]
-    exts = np.stack([rng.choice(rest, min(k_core, len(rest)), replace=False) for _ in range(C)])
-    exts = np.where(np.isin(exts, cores), -1, exts)
+
+    bun = _make_bundles(D, C, aligned_pool, others, mean_package, rng)
+    bundles, surgical, first, cond_bundles = bun.drugs, bun.surgical, bun.first, bun.cond
+    nb = len(bun.size)
+    in_bundle = np.zeros(D, bool)
+    in_bundle[bundles[bundles >= 0]] = True
+    free = np.flatnonzero(~in_bundle & ~np.isin(np.arange(D), background))
+    k_ext = int(np.clip(round(0.4 * mean_package), 2, max(2, len(free))))
+    exts = np.full((C, k_ext), -1, np.int64)
+    for ci in range(C):
+        pick = rng.choice(free, min(k_ext, len(free)), replace=False)
+        exts[ci, : len(pick)] = pick
 
     ranks = rng.permutation(D)
     pop = 1.0 / (ranks + 8.0) ** 1.05
     pop[background] = 0.0
+    pop[in_bundle] *= 0.02  # bundle drugs come with their bundle, rarely alone
     pop /= pop.sum()
     bg_prob = np.sort(rng.uniform(0.35, 0.9, n_bg))[::-1]
 
-    # rules: a core pair of another condition, dropped for this one
+    # rules: an aligned pair of another condition's first-line bundle, dropped for this one
+    def aligned_members(b: int) -> np.ndarray:
+        row = bundles[b]
+        return row[(row >= 0) & aligned[row.clip(0)]]
+
     rules, used = [], {}
     names = [x.name for x in conds]
     for ci, c in enumerate(conds):
@@ -352,19 +487,23 @@ def _make_plan(drugs: int, n_cond: int, mean_package: float, knobs: SynthKnobs,
             if not len(cand):
                 continue
             t = int(cand[np.argmax([conds[j].weight for j in cand])])
-        j = used.get(t, 0) % (k_core // 2)
+        members = aligned_members(first[t])
+        if len(members) < 2 or first[t] in cond_bundles[ci]:
+            continue
+        j = used.get(t, 0) % (len(members) // 2)
         used[t] = used.get(t, 0) + 1
-        rules.append((ci, cores[t, 2 * j], cores[t, 2 * j + 1]))
+        rules.append((ci, members[2 * j], members[2 * j + 1]))
     rules_arr = np.array(rules, np.int64).reshape(-1, 3)
 
-    # contraindications: common drugs (other regimens, popular ones) avoided for a condition
+    # contraindications: common drugs (other first-line bundles, popular ones) avoided for a condition
     top = np.argsort(-pop)[: max(4, D // 20)]
     contra = np.full((C, max([c.contra for c in conds] + [1])), -1, np.int64)
     for ci, c in enumerate(conds):
         if not c.contra:
             continue
-        cand = np.union1d(cores[compat[ci]].ravel(), top)
-        cand = np.setdiff1d(cand, np.concatenate([cores[ci], background, rules_arr[rules_arr[:, 0] == ci, 1:].ravel()]))
+        own = bundles[cond_bundles[ci][cond_bundles[ci] >= 0]].ravel()
+        cand = np.union1d(bundles[first[compat[ci]]].ravel(), top)
+        cand = np.setdiff1d(cand, np.concatenate([[-1], own, background, rules_arr[rules_arr[:, 0] == ci, 1:].ravel()]))
         if len(cand):
             contra[ci, : min(c.contra, len(cand))] = rng.choice(cand, min(c.contra, len(cand)), replace=False)
 
@@ -375,12 +514,16 @@ def _make_plan(drugs: int, n_cond: int, mean_package: float, knobs: SynthKnobs,
     scale = min(nA / PAPER_ALIGNED, cap / sum(PAPER_DDI_ROWS.values()))
     two_way = {"none": 0.5, "synergism": 0.35, "antagonism": 0.25}  # share of pairs with both directions
     want = {k: int(round(PAPER_DDI_ROWS[k] * scale / (1 + two_way[k]))) for k in LABELS}
-    syn_forced = _pairs_within([*cores, surg])
-    taken = {(int(a), int(b)) for a, b in syn_forced}  # core pairs never get another label
-    hot = np.union1d(np.union1d(cores.ravel(), surg), np.intersect1d(top, al))
+    syn_forced = _pairs_within([aligned_members(b) for b in range(nb)])
+    taken = {(int(a), int(b)) for a, b in syn_forced}  # bundle pairs never get another label
+    # the bundles of one condition are designed to be combinable: no antagonism among them
+    listed = [bundles[row[row >= 0]].ravel() for row in cond_bundles]
+    combinable = taken | {(int(a), int(b)) for a, b in _pairs_within([*listed, bundles[surgical].ravel()])}
+    hot = np.union1d(bundles[(bundles >= 0) & aligned[bundles.clip(0)]], np.intersect1d(top, al))
     n_hot = int(min(0.3 * want["antagonism"], 0.03 * len(hot) * (len(hot) - 1) / 2))
-    ant = _sample_pairs(hot, n_hot, taken, rng)
-    ant = np.concatenate([ant, _sample_pairs(al, want["antagonism"] - len(ant), taken, rng)])
+    ant = _sample_pairs(hot, n_hot, combinable, rng)
+    ant = np.concatenate([ant, _sample_pairs(al, want["antagonism"] - len(ant), combinable, rng)])
+    taken |= {(int(a), int(b)) for a, b in ant}
     syn = np.concatenate([syn_forced, _sample_pairs(al, want["synergism"] - len(syn_forced), taken, rng)])
     none = _sample_pairs(al, want["none"], taken, rng)
     rows = []
@@ -394,26 +537,36 @@ def _make_plan(drugs: int, n_cond: int, mean_package: float, knobs: SynthKnobs,
     ddi = np.concatenate(rows).astype(np.int64)
     ddi = ddi[rng.permutation(len(ddi))]
     und = np.concatenate([syn, syn[:, ::-1]])
+    und = und[~in_bundle[und[:, 1]]]  # individual partners only: bundle drugs come with their bundle
     order = np.argsort(und[:, 0], kind="stable")
     syn_ptr = np.concatenate([[0], np.cumsum(np.bincount(und[:, 0], minlength=D))])
+    bundle_of = np.full(D, -1, np.int64)
+    bundle_of[bundles[bundles >= 0]] = np.nonzero(bundles >= 0)[0]
+    ba, bb = bundle_of[ant[:, 0]], bundle_of[ant[:, 1]]
+    clash = (ba >= 0) & (bb >= 0)
+    conflict = np.zeros((nb, nb), bool)
+    conflict[ba[clash], bb[clash]] = conflict[bb[clash], ba[clash]] = True
 
     stems = [_GENERIC_STEMS] * D
-    for ci in range(C):
-        for d in cores[ci]:
+    for ci in np.unique(first, return_index=True)[1]:  # the first condition of each first-line bundle
+        for d in bundles[first[ci]][bundles[first[ci]] >= 0]:
             stems[d] = conds[ci].stems
-    for d in surg:
+    for d in bundles[surgical][bundles[surgical] >= 0]:
         stems[d] = _SURGERY_STEMS
     in_ddi = np.zeros(D, bool)
     in_ddi[ddi[:, :2].ravel()] = True
-    return _Plan(conds, _names(stems, rng), in_ddi, background, bg_prob, pop, cores, exts, surg, contra,
-                 rules_arr, ddi, ant, syn_ptr, und[order, 1], compat)
+    return _Plan(conds, _names(stems, rng), in_ddi, background, bg_prob, pop, bundles, bun.size, surgical, first,
+                 cond_bundles, bun.weight, conflict, exts, contra, rules_arr, ddi, ant, syn_ptr, und[order, 1],
+                 compat)
 
 
 # --------------------------------------------------------------------------- records
 
 
 def _records(n: int, plan: _Plan, knobs: SynthKnobs, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Patients, their latent conditions and demographics; one entry per stay, by admit time."""
+    """Patients, their latent conditions, demographics and the latent severity of each stay
+    (standardized; elderly, comorbid and acute conditions are more severe, and so are their
+    stays surgical more often); one entry per stay, by admit time."""
     conds = plan.conds
     C = len(conds)
     n_pat = int(np.clip(round(n / knobs.records_per_patient), 1, n))
@@ -447,14 +600,21 @@ def _records(n: int, plan: _Plan, knobs: SynthKnobs, rng: np.random.Generator) -
     offset = cs - cs[first][pat]
     days = rng.uniform(0, 6 * 365, n_pat)[pat] + offset
     age = np.clip(base[pat] + offset / 365.25, lo[pat], hi[pat])
+    # latent severity: the patient, the stay, the conditions' acuity, comorbidity and age
+    acuity = np.array([c.acuity for c in conds])
+    raw = (0.55 * rng.normal(size=n_pat)[pat] + 0.8 * rng.normal(size=n)
+           + acuity[c1][pat] + np.where(has2, 0.35 + acuity[c2.clip(0)], 0.0)[pat]
+           + 0.35 * (age >= 65) + 0.2 * (age >= 80) + 0.2 * (age < 1))
+    severity = (raw - raw.mean()) / max(float(raw.std()), 1e-9)
     surg = np.array([c.surgery for c in conds])
-    surgery_p = np.where(has2, np.maximum(surg[c1], surg[c2]), surg[c1])
+    surgery_p = np.where(has2, np.maximum(surg[c1], surg[c2]), surg[c1])[pat]
+    surgery_p = np.clip(surgery_p * np.exp(0.5 * severity), 0.0, 0.95)
     t0 = np.datetime64("2014-01-01T00:00:00", "us").astype(np.int64)
     admit = t0 + np.round(days * 86400.0).astype(np.int64) * 1_000_000
     rec = {
         "patient": pat, "age": np.round(age, 2), "gender": gender[pat], "insurance": insurance[pat],
-        "insurance_null": rng.random(n) < 0.01, "surgery": rng.random(n) < surgery_p[pat],
-        "conds": np.stack([c1[pat], c2[pat]], 1), "admit": admit,
+        "insurance_null": rng.random(n) < 0.01, "surgery": rng.random(n) < surgery_p,
+        "conds": np.stack([c1[pat], c2[pat]], 1), "admit": admit, "severity": severity.astype(np.float32),
     }
     order = np.argsort(admit, kind="stable")
     return {k: v[order] for k, v in rec.items()}
@@ -541,37 +701,98 @@ def _avoid(src: np.ndarray, member: np.ndarray, plan: _Plan, knobs: SynthKnobs, 
     src[ri, np.where(drop_b, b, a)] = 255
 
 
-def _chunk_packages(conds: np.ndarray, surgery: np.ndarray, hard: np.ndarray, plan: _Plan,
-                    knobs: SynthKnobs, mean_package: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _choose_bundles(conds: np.ndarray, surgery: np.ndarray, budget: np.ndarray, live: np.ndarray, plan: _Plan,
+                    knobs: SynthKnobs, rng: np.random.Generator) -> np.ndarray:
+    """Whole bundles for each record until the budget of drugs is spent.
+
+    The candidates are the bundles of the record's conditions (the second condition's at
+    0.7 weight) and, on surgical stays, the surgery bundles. They are taken in a random
+    order with probabilities proportional to their weights (Gumbel keys; the primary
+    first-line bundle first with probability ``core_prob``, then a surgery bundle with
+    ``surgery_drug_prob``); a bundle is taken while half of it still fits in the budget,
+    and skipped (``avoid_antagonism``) when it conflicts with one already taken.
+
+    Args:
+        conds: ``[n, 2]`` condition ids, ``-1`` for none.
+        surgery: ``[n]`` bool.
+        budget: ``[n]`` drugs left for bundles.
+        live: ``[n]`` bool, records that get bundles (not hard).
+
+    Returns:
+        ``[n, NB]`` bool, the bundles taken.
+    """
+    n, nb = len(conds), len(plan.bundle_size)
+    rows = np.arange(n)
+    has2 = (conds[:, 1] >= 0)[:, None]
+    surg_ids = np.flatnonzero(plan.surgical)
+    sg = np.broadcast_to(surg_ids, (n, len(surg_ids)))
+    cand = np.concatenate([plan.cond_bundles[conds[:, 0].clip(0)],
+                           np.where(has2, plan.cond_bundles[conds[:, 1].clip(0)], -1),
+                           np.where(surgery[:, None], sg, -1)], 1)
+    weight = np.concatenate([plan.cond_weight[conds[:, 0].clip(0)], 0.7 * plan.cond_weight[conds[:, 1].clip(0)],
+                             np.ones(sg.shape)], 1)
+    with np.errstate(divide="ignore"):
+        key = np.log(weight) + rng.gumbel(size=cand.shape)
+    key[:, 0] = np.where(rng.random(n) < knobs.core_prob, 1e9, key[:, 0])
+    if len(surg_ids):
+        j = plan.cond_bundles.shape[1] * 2 + rng.integers(0, len(surg_ids), n)
+        key[rows, j] = np.where(rng.random(n) < knobs.surgery_drug_prob, 1e8, key[rows, j])
+    key[(cand < 0) | ~live[:, None]] = -np.inf
+    order = np.argsort(-key, 1, kind="stable")
+    cand = np.take_along_axis(cand, order, 1)
+    valid = np.take_along_axis(key, order, 1) > -np.inf
+    taken = np.zeros((n, nb), bool)
+    spent = np.zeros(n)
+    has_conflict = plan.conflict.any()
+    for j in range(cand.shape[1]):
+        b = cand[:, j].clip(0)
+        size = plan.bundle_size[b]
+        ok = valid[:, j] & ~taken[rows, b] & (spent + size / 2 < budget)
+        if has_conflict:
+            ok &= ~((taken & plan.conflict[b]).any(1) & (rng.random(n) < knobs.avoid_antagonism))
+        taken[rows[ok], b[ok]] = True
+        spent += size * ok
+    return taken
+
+
+def _chunk_packages(conds: np.ndarray, surgery: np.ndarray, target: np.ndarray, hard: np.ndarray, plan: _Plan,
+                    knobs: SynthKnobs, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Packages of ``n`` records as ``(record, drug)`` entries sorted by record.
 
-    ``src`` is a ``[n, D]`` matrix of where a drug came from (0 core, 1 background, 2
-    surgery, 3 extended regimen, 4 random or partner, 5 refill; 255 absent); on a conflict
-    the drug from the weaker source goes. A refill round restores the sizes the avoidance
-    rules cut, and is checked against the same rules.
+    ``target`` ``[n]`` is the size each package is built towards: background drugs, then
+    whole bundles for ``1 - individual_share`` of it, then individual drugs (extended
+    regimen, synergy partners, popular drugs) up to it. ``src`` is a ``[n, D]`` matrix of
+    where a drug came from (0 condition bundle, 1 surgery bundle, 2 background, 3 extended
+    regimen, 4 partner or random, 5 refill; 255 absent); on a conflict the drug from the
+    weaker source goes, so bundles stay whole. A refill round restores the sizes the
+    avoidance rules cut, and is checked against the same rules. Hard records get
+    ``target`` random drugs.
     """
     D, n = len(plan.names), len(conds)
+    target = np.asarray(target, np.int64)
     src = np.full((n, D), 255, np.uint8)
-    ok = conds >= 0
-    for s in (0, 1):
-        ext = plan.exts[conds[:, s].clip(0)]
-        _put(src, ext, (rng.random(ext.shape) < knobs.extended_prob) & ok[:, s, None], 3)
-    sg = np.broadcast_to(plan.surg, (n, len(plan.surg)))
-    _put(src, sg, (rng.random(sg.shape) < knobs.surgery_drug_prob) & surgery[:, None], 2)
+    live = ~hard
     bg = np.broadcast_to(plan.background, (n, len(plan.background)))
-    _put(src, bg, rng.random(bg.shape) < plan.bg_prob, 1)
-    for s in (0, 1):
-        core = plan.cores[conds[:, s].clip(0)]
-        _put(src, core, (rng.random(core.shape) < knobs.core_prob) & ok[:, s, None], 0)
-    src[hard] = 255
+    _put(src, bg, (rng.random(bg.shape) < plan.bg_prob) & live[:, None], 2)
+    budget = target * (1.0 - knobs.individual_share) - (src != 255).sum(1)
+    r, b = np.nonzero(_choose_bundles(conds, surgery, budget, live, plan, knobs, rng))
+    drugs = plan.bundles[b]
+    code = np.broadcast_to(np.where(plan.surgical[b], 1, 0)[:, None], drugs.shape)
+    keep = drugs >= 0
+    lose = np.flatnonzero(rng.random(len(b)) < knobs.bundle_drop)  # a bundle given without one drug
+    keep[lose, (rng.random(len(lose)) * plan.bundle_size[b[lose]]).astype(np.int64)] = False
+    src[np.broadcast_to(r[:, None], drugs.shape)[keep], drugs[keep]] = code[keep]
 
-    count = (src != 255).sum(1)
-    lam = max(0.5, mean_package - count[~hard].mean()) if (~hard).any() else mean_package
-    need = np.where(hard, np.maximum(2, rng.poisson(mean_package, n)), rng.poisson(lam * rng.gamma(2.0, 0.5, n)))
-    target = count + need
+    # individual drugs: the conditions' extended regimens, then partners and popular drugs
+    need = np.maximum(0, target - (src != 255).sum(1))
+    ext = np.concatenate([plan.exts[conds[:, 0].clip(0)],
+                          np.where((conds[:, 1] >= 0)[:, None], plan.exts[conds[:, 1].clip(0)], -1)], 1)
+    ok = (ext >= 0) & (src[np.arange(n)[:, None], ext.clip(0)] == 255) & live[:, None]
+    rank = np.argsort(np.argsort(np.where(ok, rng.random(ext.shape), 2.0), 1), 1)
+    _put(src, ext, ok & (rank < rng.binomial(need, knobs.extended_prob)[:, None]), 3)
     share = np.where(hard, 0.0, knobs.partner_share)
-    _fill(src, need, share, plan, 4, rng)
-    member = (conds[:, :, None] == np.arange(len(plan.conds))).any(1) & ~hard[:, None]
+    _fill(src, np.maximum(0, target - (src != 255).sum(1)), share, plan, 4, rng)
+    member = (conds[:, :, None] == np.arange(len(plan.conds))).any(1) & live[:, None]
     _avoid(src, member, plan, knobs, rng)
     _fill(src, np.maximum(0, target - (src != 255).sum(1)), share, plan, 5, rng)
     _avoid(src, member, plan, knobs, rng, new=5)
@@ -586,17 +807,44 @@ def _chunk_packages(conds: np.ndarray, surgery: np.ndarray, hard: np.ndarray, pl
     return _entries(present)
 
 
+def _targets(rec: dict[str, np.ndarray], hard: np.ndarray, plan: _Plan, knobs: SynthKnobs, mean_package: float,
+             rng: np.random.Generator) -> np.ndarray:
+    """``[R]`` target package sizes: lognormal, ``exp(size_sigma * (0.85 * severity + 0.53 *
+    noise))`` (the doctor, the ward), surgical stays 25% larger.
+
+    The scale is calibrated on a pilot of up to 2,048 records so that the realized mean
+    package size is ``mean_package`` (bundles are whole, so the sizes overshoot a little).
+    Hard records get ``max(2, Poisson(mean_package))``.
+    """
+    D = len(plan.names)
+    z = 0.85 * rec["severity"].astype(np.float64) + 0.53 * rng.normal(size=len(hard))
+    rel = np.exp(knobs.size_sigma * z) * (1.0 + 0.25 * rec["surgery"])
+    live = np.flatnonzero(~hard)
+    rel /= rel[live].mean() if len(live) else 1.0
+    pilot = live[:2048]
+    seed = int(rng.integers(2**63))
+    scale = 1.0
+    for _ in range(3 if len(pilot) else 0):
+        t = np.clip(np.rint(mean_package * scale * rel[pilot]), 1, D)
+        _, d = _chunk_packages(rec["conds"][pilot], rec["surgery"][pilot], t, np.zeros(len(pilot), bool), plan,
+                               knobs, np.random.default_rng(seed))
+        scale *= mean_package / max(len(d) / len(pilot), 1e-9)
+    target = np.clip(np.rint(mean_package * scale * rel), 1, D)
+    return np.where(hard, np.clip(rng.poisson(mean_package, len(hard)), 2, D), target).astype(np.int64)
+
+
 def _packages(rec: dict[str, np.ndarray], plan: _Plan, knobs: SynthKnobs, mean_package: float,
               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All packages, in chunks bounded in memory. Returns ``(offsets [R+1], drugs [N], hard [R])``."""
     n, D = len(rec["age"]), len(plan.names)
     hard = rng.random(n) < knobs.hard_fraction
+    target = _targets(rec, hard, plan, knobs, mean_package, rng)
     chunk = int(np.clip(2**25 // max(D, len(plan.ant), 1), 256, 16384))
     rs, ds = [], []
     for k, s in enumerate(range(0, n, chunk)):
         e = min(n, s + chunk)
         sub = np.random.default_rng([int(rng.integers(2**63)), k])
-        r, d = _chunk_packages(rec["conds"][s:e], rec["surgery"][s:e], hard[s:e], plan, knobs, mean_package, sub)
+        r, d = _chunk_packages(rec["conds"][s:e], rec["surgery"][s:e], target[s:e], hard[s:e], plan, knobs, sub)
         rs.append(r + s)
         ds.append(d)
     r, d = np.concatenate(rs), np.concatenate(ds)
@@ -615,13 +863,22 @@ def _packages(rec: dict[str, np.ndarray], plan: _Plan, knobs: SynthKnobs, mean_p
 
 
 def _labs(rec: dict[str, np.ndarray], plan: _Plan, knobs: SynthKnobs, rng: np.random.Generator) -> pa.Array:
-    """``labs`` column: a routine panel with a little noise plus the conditions' abnormal labs."""
+    """``labs`` column: a routine panel with a little noise, acuity labs abnormal on severe
+    stays (and random abnormal labs more frequent), plus the conditions' abnormal labs."""
     n, L = len(rec["age"]), len(LABS)
     low, high, share = (np.array([x[i] for x in LABS]) for i in (1, 2, 3))
+    z = rec["severity"].astype(np.float64)
     present = rng.random((n, L)) < share
     u = rng.random((n, L))
-    level = np.where(u < knobs.lab_noise / 2, 1, np.where(u < knobs.lab_noise, 2, 0)).astype(np.int8)
+    noise = np.clip(knobs.lab_noise * np.exp(0.5 * z), 0.0, 0.5)[:, None]
+    level = np.where(u < noise / 2, 1, np.where(u < noise, 2, 0)).astype(np.int8)
     level[(level == 2) & (low <= 0)] = 1  # 1 high, 2 low
+    sick = 1.0 / (1.0 + np.exp(-2.0 * (z - 1.0)))  # [n] 0.02 at z = -1, 0.5 at z = 1, 0.95 at z = 2.5
+    for name, way in ACUITY_LABS:
+        li = _LAB_INDEX[name]
+        present[:, li] |= rng.random(n) < sick
+        hit = rng.random(n) < knobs.severity_lab * sick
+        level[hit, li] = 1 if way == "high" else 2
     lm = max(len(c.labs) for c in plan.conds)
     c_lab = np.full((len(plan.conds), lm), -1)
     c_dir = np.zeros((len(plan.conds), lm), np.int8)
@@ -656,7 +913,8 @@ def _join(parts: list[str]) -> str:
 
 
 def _notes(rec: dict[str, np.ndarray], plan: _Plan, knobs: SynthKnobs, rng: np.random.Generator) -> pa.Array:
-    """``note`` column: symptom phrases of the conditions (noisy), filler and findings."""
+    """``note`` column: a severity phrase (noisy), symptom phrases of the conditions (noisy),
+    filler and findings."""
     n, C = len(rec["age"]), len(plan.conds)
     words = [c.words for c in plan.conds]
     wm = max(len(w) for w in words)
@@ -667,6 +925,9 @@ def _notes(rec: dict[str, np.ndarray], plan: _Plan, knobs: SynthKnobs, rng: np.r
     days = rng.integers(1, 15, n).tolist()
     subj = np.where(rec["age"] < 1, "The baby", np.where(rec["age"] < 14, "The child", "The patient")).tolist()
     conds, surgery = rec["conds"].tolist(), rec["surgery"].tolist()
+    seen = rec["severity"] + knobs.severity_noise * rng.normal(size=n)
+    level = np.digitize(seen, [-0.6, 0.5, 1.4]).tolist()
+    severe = (rng.random(n) < np.clip(seen - 0.8, 0.0, 0.9)).tolist()
     out = []
     for i in range(n):
         sym = [w for s in (0, 1) if conds[i][s] >= 0 for w, keep in zip(words[conds[i][s]], incl[i][s]) if keep]
@@ -674,7 +935,9 @@ def _notes(rec: dict[str, np.ndarray], plan: _Plan, knobs: SynthKnobs, rng: np.r
             ws = words[noise[i]]
             sym.insert(int(pos[i] * (len(sym) + 1)), ws[int(noise_w[i] * len(ws))])
         sym = list(dict.fromkeys(sym)) or ["general malaise"]
-        text = (f"{subj[i]} was admitted to the hospital for {_join(sym)} for {days[i]} days. "
+        if severe[i]:
+            sym[0] = "severe " + sym[0]
+        text = (f"{subj[i]} was admitted {_SEVERITY_WORDS[level[i]]} for {_join(sym)} for {days[i]} days. "
                 f"Physical examination: {_FILLER[fill[i][0]]}, {_FILLER[fill[i][1]]}.")
         out.append(text + " Surgery is planned." if surgery[i] else text)
     return pa.array(out, pa.string())
@@ -760,10 +1023,14 @@ def generate_with_truth(records: int, drugs: int, seed: int = 0, conditions: int
     truth = SynthTruth(
         drug_names=tuple(plan.names), aligned=plan.aligned, conditions=tuple(cn),
         record_conditions=rec["conds"].astype(np.int16), package_offsets=offsets, package_drugs=dids, hard=hard,
-        regimens={cn[c]: tuple(plan.names[d] for d in plan.cores[c]) for c in range(len(cn))},
+        regimens={cn[c]: tuple(plan.names[d] for d in plan.bundles[plan.first[c]] if d >= 0) for c in range(len(cn))},
         contraindications={cn[c]: tuple(plan.names[d] for d in row[row >= 0]) for c, row in enumerate(plan.contra)
                            if (row >= 0).any()},
         rules=tuple((cn[c], plan.names[a], plan.names[b]) for c, a, b in plan.rules.tolist()),
+        severity=rec["severity"],
+        bundles=tuple(tuple(plan.names[d] for d in row if d >= 0) for row in plan.bundles.tolist()),
+        condition_bundles={cn[c]: tuple(int(b) for b in row if b >= 0) for c, row in enumerate(plan.cond_bundles)},
+        surgery_bundles=tuple(int(b) for b in np.flatnonzero(plan.surgical)),
     )
     log.info("%d records, %d drugs, %d interaction rows in %.1fs", n, drugs, ddi.num_rows,
              time.perf_counter() - t0)

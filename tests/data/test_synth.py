@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import combinations
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -26,7 +28,9 @@ def data():
     x[rec, truth.package_drugs] = 1.0
     member = (truth.record_conditions[:, :, None] == np.arange(len(truth.conditions))).any(1)
     ids = {n: i for i, n in enumerate(truth.drug_names)}
-    return {"emr": emr, "ddi": ddi, "truth": truth, "x": x, "co": x.T @ x, "member": member, "ids": ids}
+    bundles = [np.array([ids[n] for n in b]) for b in truth.bundles]
+    return {"emr": emr, "ddi": ddi, "truth": truth, "x": x, "co": x.T @ x, "member": member, "ids": ids,
+            "bundles": bundles}
 
 
 def _lift(d, pairs: np.ndarray) -> float:
@@ -44,6 +48,25 @@ def _pairs(d, label: str) -> np.ndarray:
     a = np.array([ids[n] for n in rows["drug_a"].to_pylist()])
     b = np.array([ids[n] for n in rows["drug_b"].to_pylist()])
     return np.unique(np.sort(np.stack([a, b], 1), 1), axis=0)
+
+
+def _abnormal_labs(emr: pa.Table) -> np.ndarray:
+    """``[R]`` number of lab values outside their reference range."""
+    labs = emr["labs"].combine_chunks()
+    flat = pc.list_flatten(labs)
+    value, low, high = (flat.field(k).to_numpy() for k in ("value", "ref_low", "ref_high"))
+    rows = pc.list_parent_indices(labs).to_numpy()
+    return np.bincount(rows, weights=(value > high) | (value < low), minlength=emr.num_rows)
+
+
+def _whole(x: np.ndarray, groups: list[np.ndarray]) -> np.ndarray:
+    """``[G]`` P(all drugs of the group | any drug of it) over the packages ``x``, for groups
+    seen in at least 20 packages (others NaN)."""
+    out = []
+    for g in groups:
+        any_ = (x[:, g] > 0).any(1).sum()
+        out.append((x[:, g] > 0).all(1).sum() / any_ if any_ >= 20 else np.nan)
+    return np.array(out)
 
 
 def test_schema_and_values_follow_the_contract(data):
@@ -187,6 +210,85 @@ def test_conditions_show_in_demographics_labs_and_notes(data):
     assert not any(name in t for name in truth.conditions for t in notes)  # never the latent label
     oliguria = np.array(["oliguria" in t for t in notes])
     assert oliguria[kidney].mean() > 0.4 and oliguria[~kidney].mean() < 0.1
+
+
+def test_package_size_follows_the_visible_severity(data):
+    emr, truth = data["emr"], data["truth"]
+    live = ~truth.hard
+    sizes = np.diff(truth.package_offsets).astype(np.float64)
+    assert 0.5 < sizes[live].std() / sizes[live].mean() < 0.75  # real EMR: a wide spread
+    sev = truth.severity
+    assert sev.shape == (emr.num_rows,) and abs(sev.mean()) < 0.05 and 0.9 < sev.std() < 1.1
+    assert np.corrcoef(sizes[live], sev[live])[0, 1] > 0.6
+    # visible, noisily: abnormal labs, surgery, note words, age
+    assert np.corrcoef(sizes[live], _abnormal_labs(emr)[live])[0, 1] > 0.3
+    surgery = emr["surgery"].to_numpy(zero_copy_only=False)
+    assert sizes[surgery & live].mean() > 1.3 * sizes[~surgery & live].mean()
+    notes = emr["note"].to_pylist()
+    level = np.array([[w in t for w in synth._SEVERITY_WORDS] for t in notes])
+    assert (level.sum(1) == 1).all()
+    means = [sizes[level[:, k] & live].mean() for k in range(4)]  # stable, fair, serious, critical
+    assert means == sorted(means) and means[3] > 2.5 * means[0]
+    severe = np.array(["severe " in t for t in notes])
+    assert 0.03 < severe.mean() < 0.3 and sev[severe].mean() > sev[~severe].mean() + 1.0
+    age = emr["age"].to_numpy()
+    assert sev[age >= 65].mean() > sev[(age >= 18) & (age < 65)].mean() + 0.2
+
+
+def test_bundles_are_prescribed_whole(data):
+    truth, bundles = data["truth"], data["bundles"]
+    x = data["x"][~truth.hard]
+    flat = np.concatenate(bundles)
+    assert len(set(flat.tolist())) == len(flat)  # disjoint
+    assert all(2 <= len(b) <= 6 for b in bundles) and len(bundles) > len(truth.conditions)
+    whole = _whole(x, bundles)
+    assert np.isfinite(whole).mean() > 0.8
+    assert np.nanmean(whole) > 0.75 and np.nanmin(whole) > 0.5
+    # control: groups of the same sizes of drugs as frequent, outside the bundles
+    rng = np.random.default_rng(0)
+    others = np.setdiff1d(np.flatnonzero(x.mean(0) > 0.02), flat)
+    assert len(others) >= 6
+    control = _whole(x, [rng.choice(others, len(b), replace=False) for b in bundles])
+    assert np.nanmean(control) < 0.2
+    # packages are mostly whole bundles, more of them for more severe stays
+    assert x[:, flat].sum() / x.sum() > 0.5
+    n_whole = sum((x[:, b] > 0).all(1).astype(int) for b in bundles)
+    assert np.corrcoef(n_whole, truth.severity[~truth.hard])[0, 1] > 0.3
+    # each condition: its first-line bundle first (its regimen), surgery bundles apart
+    for cond, ids in truth.condition_bundles.items():
+        assert truth.bundles[ids[0]] == truth.regimens[cond] and len(set(ids)) == len(ids)
+        assert not set(ids) & set(truth.surgery_bundles)
+    assert truth.surgery_bundles
+
+
+def test_bundles_are_built_around_synergistic_pairs(data):
+    ddi, truth, ids, bundles = data["ddi"], data["truth"], data["ids"], data["bundles"]
+    labels: dict[frozenset, set] = {}
+    for a, b, lab in zip(*(ddi[k].to_pylist() for k in ("drug_a", "drug_b", "label"))):
+        if lab is not None:
+            labels.setdefault(frozenset((ids[a], ids[b])), set()).add(lab)
+    pairs = [frozenset(p) for b in bundles for p in combinations(b[truth.aligned[b]].tolist(), 2)]
+    assert all(truth.aligned[b].sum() >= 2 for b in bundles)
+    assert all(labels.get(p, {"synergism"}) == {"synergism"} for p in pairs)
+    assert np.mean([p in labels for p in pairs]) > 0.85  # the rest have a null label
+    # no antagonistic pair inside a bundle, nor among the bundles of one condition
+    bundle_of = np.full(len(truth.drug_names), -1)
+    for k, b in enumerate(bundles):
+        bundle_of[b] = k
+    ant = bundle_of[_pairs(data, "antagonism")]
+    assert len(ant) and not ((ant[:, 0] >= 0) & (ant[:, 0] == ant[:, 1])).any()
+    for listed in truth.condition_bundles.values():
+        assert not (np.isin(ant[:, 0], listed) & np.isin(ant[:, 1], listed)).any()
+    assert (ant >= 0).all(1).any()  # bundles of different conditions may clash (comorbidity)
+
+
+@pytest.mark.parametrize("records, drugs, mean_package", [(2000, 1428, 18.0), (1500, 60, 6.0)])
+def test_mean_package_is_kept_with_a_wide_spread(records, drugs, mean_package):
+    _, _, truth = synth.generate_with_truth(records, drugs, seed=1, mean_package=mean_package, notes=False)
+    sizes = np.diff(truth.package_offsets)
+    assert abs(sizes.mean() - mean_package) < 0.05 * mean_package
+    assert 0.45 < sizes.std() / sizes.mean() < 0.75
+    assert np.percentile(sizes, 95) > 2 * np.percentile(sizes, 50) > 2 * np.percentile(sizes, 5)
 
 
 def test_small_catalogs_more_conditions_and_no_notes():
