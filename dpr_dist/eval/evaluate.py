@@ -100,7 +100,8 @@ def score_candidates(model: "DPR", u: Tensor, cands: Candidates, relation: PairT
     """Scores of every candidate of every query, ``queries_per_call`` queries per call.
 
     Args:
-        model: The package model (eval mode is set by the caller).
+        model: The package model, a DPR variant or a package baseline (eval mode is set by
+            the caller).
         u: ``[Q, D_u]`` the model's own patient embeddings of the queries.
         cands: Candidate sets of the ``Q`` queries.
         relation, cooc, threshold: What candidate graphs are built from.
@@ -114,6 +115,7 @@ def score_candidates(model: "DPR", u: Tensor, cands: Candidates, relation: PairT
         raise ValueError(f"score_candidates: {u.size(0)} embeddings for {len(cands)} candidate sets")
     out = []
     step = max(1, queries_per_call)
+    fast = getattr(model, "fast", False)  # DPR's fast path; the baselines have none
     for start in range(0, len(cands), step):
         sub = subset_candidates(cands, slice(start, start + step))
         owner, csr = sub.flat()
@@ -122,18 +124,23 @@ def score_candidates(model: "DPR", u: Tensor, cands: Candidates, relation: PairT
         graphs = candidate_graphs(csr, relation, cooc, threshold)
         uu = u[start: start + step]
         own = torch.from_numpy(owner)
-        plan = model.plan(graphs, own, uu.size(0)) if model.fast else None  # index maps built on the CPU
+        plan = model.plan(graphs, own, uu.size(0)) if fast else None  # index maps built on the CPU
         if device is not None:
             graphs, uu, own = graphs.to(device), uu.to(device), own.to(device)
             plan = plan.to(device) if plan is not None else None
-        out.append(model.score(uu, graphs, own, plan=plan).double().cpu().numpy())
+        scores = model.score(uu, graphs, own, plan=plan) if plan is not None else model.score(uu, graphs, own)
+        out.append(scores.double().cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0)
 
 
 def pick_packages(model: "DPR", u: Tensor, cands: Candidates, relation: PairTable, cooc: PairTable,
                   threshold: float, queries_per_call: int = 256,
                   device: torch.device | str | None = None) -> list[np.ndarray]:
-    """The best-scoring candidate package of every query (empty if it has none)."""
+    """The best-scoring candidate package of every query (empty if it has none).
+
+    Ties go to the more similar neighbour (:meth:`Candidates.pick`); NN, which scores every
+    candidate the same, relies on it.
+    """
     scores = score_candidates(model, u, cands, relation, cooc, threshold, queries_per_call, device)
     return cands.pick(scores)[1]
 
@@ -167,8 +174,9 @@ def evaluate(bundle: "ModelBundle", records: pa.Table, model: str | None = None,
         bundle: A loaded model directory (:func:`dpr_dist.train.modeldir.load_model_dir`).
         records: ``Q`` prepared records (``record_id``, ``doc_ids``, ``note``, ``drug_ids``)
             over the bundle's vocabularies.
-        model: The bundle's package model (its name, default) or a baseline of
-            :data:`BASELINES`.
+        model: The bundle's package model (its name, default: a DPR variant or a
+            package baseline of :mod:`dpr_dist.models.baselines`, scored like DPR) or a
+            baseline of :data:`BASELINES` computed from the bundle.
         neighbors: Candidate-set size (default ``eval.neighbors`` of the bundle's config).
         batch_size: Queries per batched scoring call (default ``eval.batch_size``).
         device: Where the models run (CPU by default).
@@ -220,7 +228,13 @@ def evaluate_models(bundle: "ModelBundle", records: pa.Table, models: Sequence[s
     cands = bundle.index.query(u_ncf, k=k) if need_cands else None
     ceiling = oracle_ceiling(cands, true) if need_cands else None
     for m in models:
-        if m == "ncf":
+        if m == bundle.model_name and bundle.model is not None:  # the package model (also the trained "nn")
+            dpr = bundle.model if device is None else bundle.model.to(device)
+            dpr.eval()
+            u = encode_records(dpr.encode, records, bundle.num_doc_words, per_call, device)
+            pred = pick_packages(dpr, u, cands, bundle.relation, bundle.cooc, bundle.threshold, per_call, device)
+            ceil = ceiling
+        elif m == "ncf":
             with torch.no_grad():
                 ncf = bundle.ncf if device is None else bundle.ncf.to(device)
                 scores = torch.cat([ncf.rank_drugs(u_ncf[s: s + per_call].to(ncf.drug_emb.weight.device)).cpu()
@@ -229,14 +243,8 @@ def evaluate_models(bundle: "ModelBundle", records: pa.Table, models: Sequence[s
             ceil = None
         elif m == "popularity":
             pred, ceil = popularity_packages(bundle.popularity(), bundle.top_k, q), None
-        elif m == "nn":
+        else:  # "nn" from the bundle's candidate sets
             pred, ceil = cands.pick(np.zeros(int(cands.valid.sum())))[1], ceiling
-        else:
-            dpr = bundle.model if device is None else bundle.model.to(device)
-            dpr.eval()
-            u = encode_records(dpr.encode, records, bundle.num_doc_words, per_call, device)
-            pred = pick_packages(dpr, u, cands, bundle.relation, bundle.cooc, bundle.threshold, per_call, device)
-            ceil = ceiling
         metrics[m] = {"model": m, **summarize(pred, true, relation, ceil)}
         tables.append(predictions_table(ids, m, pred, names))
     return metrics, pa.concat_tables(tables)

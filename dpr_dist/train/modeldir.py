@@ -6,16 +6,20 @@ prefix); :func:`load_model_dir` reads it back without the training data::
     bundle.json              format, model name, sizes, threshold, NCF's K, file list
     config.yaml              the full run configuration
     ncf.pt                   pre-trained NCF (state dict): candidate search and NCF baseline
-    model.pt                 the package model (state dict; absent for an NCF-only directory)
+    model.pt                 the package model (state dict with fitted buffers; absent for
+                             an NCF-only directory)
     vocab/drugs.parquet      id, name, train_count, aligned
     vocab/doc_words.parquet  id, token, train_count
-    relation.parquet         src, dst, label: the relation matrix R
+    relation.parquet         src, dst, label: the relation matrix R (+ description of each
+                             pair when the prepared data has it)
     cooccurrence.parquet     src, dst, p: co-occurrence proportions of the training split
     candidate_index.npz      training patients' pre-trained embeddings, packages, record ids
     manifest.json            the prepared data's manifest (statistics, inputs)
     metrics.json             validation history, best epoch, test metrics when evaluated
 
-Weights are loaded with ``torch.load(weights_only=True)``; nothing is unpickled.
+The package model is any model :func:`dpr_dist.models.dpr.build_model` builds (a DPR
+variant or a baseline of :mod:`dpr_dist.models.baselines`), rebuilt by name. Weights are
+loaded with ``torch.load(weights_only=True)``; nothing is unpickled.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import io as _io
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +45,7 @@ from dpr_dist.data import io
 from dpr_dist.data.documents import NOTE_VOCAB_SIZE
 from dpr_dist.data.graphs import PairTable
 from dpr_dist.eval.candidates import CandidateIndex
-from dpr_dist.models.dpr import DPR
+from dpr_dist.models.dpr import build_model
 from dpr_dist.models.ncf import NCF
 
 FORMAT = "dpr-dist/model/v1"
@@ -58,7 +62,8 @@ class ModelBundle:
         cfg: The run configuration.
         model_name: The package model's name (``ag``, ``wg``, ``gnn``, ...) or ``ncf``.
         ncf: The pre-trained :class:`NCF` (eval mode, CPU).
-        model: The package model (:class:`DPR`, eval mode, CPU), None for ``ncf``.
+        model: The package model (a :class:`~dpr_dist.models.dpr.DPR` variant or a package
+            baseline, eval mode, CPU), None for ``ncf``.
         drugs: Drug vocabulary (``id``, ``name``, ``train_count``, ``aligned``).
         doc_words: Disease-document vocabulary (``id``, ``token``, ``train_count``).
         relation: ``R`` as a :class:`PairTable`.
@@ -73,7 +78,7 @@ class ModelBundle:
     cfg: Config
     model_name: str
     ncf: NCF
-    model: DPR | None
+    model: torch.nn.Module | None
     drugs: pa.Table
     doc_words: pa.Table
     relation: PairTable
@@ -121,28 +126,45 @@ def pair_table_from_arrow(table: pa.Table, value: str, num_drugs: int) -> PairTa
     return PairTable(num_drugs, keys[order], values[order])
 
 
-def pair_table_to_arrow(pt: PairTable, value: str) -> pa.Table:
+def pair_table_to_arrow(pt: PairTable, value: str, descriptions: pa.Table | None = None) -> pa.Table:
+    """``src``, ``dst`` and ``value`` of every pair; with ``descriptions`` (``src``, ``dst``,
+    ``description``) also each pair's description (null where it has none)."""
     m = pt.num_drugs
-    return pa.table({"src": (pt.keys // m).astype(np.int32), "dst": (pt.keys % m).astype(np.int32), value: pt.values})
+    table = pa.table({"src": (pt.keys // m).astype(np.int32), "dst": (pt.keys % m).astype(np.int32),
+                      value: pt.values})
+    if descriptions is None or "description" not in descriptions.column_names:
+        return table
+    keys = descriptions["src"].to_numpy().astype(np.int64) * m + descriptions["dst"].to_numpy().astype(np.int64)
+    order = np.argsort(keys, kind="stable")
+    if not len(keys):
+        return table.append_column("description", pa.nulls(table.num_rows, pa.string()))
+    pos = np.minimum(np.searchsorted(keys[order], pt.keys), len(keys) - 1)
+    row = pa.array(order[pos], mask=keys[order][pos] != pt.keys)  # null where a pair has no description
+    return table.append_column("description", descriptions["description"].combine_chunks().take(row))
 
 
-def save_model_dir(path: str, *, cfg: Config, model_name: str, ncf: NCF, model: DPR | None,
+def save_model_dir(path: str, *, cfg: Config, model_name: str, ncf: NCF, model: torch.nn.Module | None,
                    index: CandidateIndex, drugs: pa.Table, doc_words: pa.Table, relation: PairTable,
-                   cooc: PairTable, manifest: dict, metrics: dict, top_k: int) -> str:
+                   cooc: PairTable, manifest: dict, metrics: dict, top_k: int,
+                   descriptions: pa.Table | None = None) -> str:
     """Write a model directory to ``path`` (local or ``s3://``, replaced if present).
 
     Args:
         path: Destination.
         cfg: The run configuration (``model.name`` is set to ``model_name``).
-        model_name: ``ncf`` or the package model's variant name.
+        model_name: ``ncf`` or the package model's name (a DPR variant or a baseline).
         ncf: The pre-trained NCF.
-        model: The package model (None for ``ncf``).
+        model: The package model (None for ``ncf``); its state dict (with fitted buffers)
+            is saved.
         index: Candidate index of the training patients.
         drugs, doc_words: Vocabularies (``vocab/*.parquet`` of the prepared data).
         relation, cooc: Pair tables of the prepared data.
         manifest: The prepared data's manifest.
         metrics: Training metrics (validation history, best epoch, ...).
         top_k: NCF's ``K``.
+        descriptions: Optional interaction descriptions (``src``, ``dst``,
+            ``description``, e.g. the prepared ``relation.parquet``), kept as the
+            ``description`` column of ``relation.parquet``.
 
     Returns:
         ``path``.
@@ -150,8 +172,6 @@ def save_model_dir(path: str, *, cfg: Config, model_name: str, ncf: NCF, model: 
     if (model is None) != (model_name == "ncf"):
         raise ValueError(f"save_model_dir: model {model_name!r} needs {'no' if model_name == 'ncf' else 'a'} "
                          "package model")
-    from dataclasses import replace
-
     cfg = replace(cfg, model=replace(cfg.model, name=model_name))
     with tempfile.TemporaryDirectory(prefix="dpr-model-") as tmp:
         root = Path(tmp)
@@ -163,7 +183,7 @@ def save_model_dir(path: str, *, cfg: Config, model_name: str, ncf: NCF, model: 
             files.append("model.pt")
         pq.write_table(drugs, root / "vocab/drugs.parquet")
         pq.write_table(doc_words, root / "vocab/doc_words.parquet")
-        pq.write_table(pair_table_to_arrow(relation, "label"), root / "relation.parquet")
+        pq.write_table(pair_table_to_arrow(relation, "label", descriptions), root / "relation.parquet")
         pq.write_table(pair_table_to_arrow(cooc, "p"), root / "cooccurrence.parquet")
         index.save(root)
         (root / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
@@ -228,8 +248,8 @@ def load_model_dir(path: str) -> ModelBundle:
     ncf.eval()
     model = None
     if info["model"] != "ncf":
-        model = DPR(cfg.model, m, v, c, info["model"])
-        model.load_state_dict(weights("model.pt"))
+        model = build_model(replace(cfg.model, name=info["model"]), m, v, c)
+        model.load_state_dict(weights("model.pt"))  # parameters and fitted buffers
         model.eval()
     with tempfile.TemporaryDirectory(prefix="dpr-index-") as tmp:
         Path(tmp, CandidateIndex.FILENAME).write_bytes(_read_bytes(path, CandidateIndex.FILENAME))

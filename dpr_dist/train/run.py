@@ -3,10 +3,12 @@
 * :func:`pretrain` -- NCF pre-training (paper 4.1) as a ``TorchTrainer`` run named
   ``{train.name}-ncf``; returns the best checkpoint (by validation F1 of the top-``K``
   drugs).
-* :func:`train` -- one package model (DPR-AG, DPR-WG, GNN, ablations) as a run named
+* :func:`train` -- one package model (DPR-AG, DPR-WG, GNN, ablations, or a baseline of
+  :mod:`dpr_dist.models.baselines`: NN, Package2vec, LDA, BR, DAM) as a run named
   ``{train.name}-{model}``, initialized from the pre-trained NCF, validated every epoch
   with the candidate procedure; writes the model directory
-  (:mod:`dpr_dist.train.modeldir`) from the best checkpoint.
+  (:mod:`dpr_dist.train.modeldir`) from the best checkpoint. Package2vec and LDA are
+  fitted on the training packages first; NN (not trainable) runs one validation epoch.
 * :func:`run_job` -- synthetic data if absent, preparation if absent, pre-training,
   training of each model, test metrics (with the NCF and popularity baselines).
 
@@ -32,15 +34,19 @@ from dpr_dist.config import Config
 from dpr_dist.data import io
 from dpr_dist.data.documents import NOTE_VOCAB_SIZE
 from dpr_dist.data.graphs import PairTable
-from dpr_dist.eval.candidates import CandidateIndex
+from dpr_dist.eval.candidates import CandidateIndex, PackageCSR
 from dpr_dist.eval.evaluate import encode_records, evaluate_models, format_table
 from dpr_dist.eval.metrics import mean_package_size
-from dpr_dist.models.dpr import DPR, VARIANTS
+from dpr_dist.models.baselines import BASELINES as PACKAGE_BASELINES
+from dpr_dist.models.dpr import VARIANTS, build_model
 from dpr_dist.models.ncf import NCF
 from dpr_dist.runtime import ensure_ray
 from dpr_dist.train.collate import PATIENT_COLUMNS, RECORD_COLUMNS, package_csr
 from dpr_dist.train.modeldir import load_model_dir, pair_table_from_arrow, save_model_dir, update_metrics
 from dpr_dist.train.worker import RunSpec, ValidationData, train_loop
+
+#: Every model :func:`train` trains: NCF, the DPR variants and the package baselines.
+MODELS = ("ncf", *VARIANTS, *PACKAGE_BASELINES)
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +62,7 @@ class Prepared:
     doc_words: pa.Table
     relation: PairTable
     cooc: PairTable
+    descriptions: pa.Table | None = None
 
     @property
     def num_drugs(self) -> int:
@@ -82,9 +89,12 @@ def load_prepared(path: str, threshold: float | None = None) -> Prepared:
                          "re-run `dpr prepare` with a lower data.build_threshold")
     drugs = io.read_table(io.join(path, "vocab/drugs.parquet"))
     m = drugs.num_rows
+    relation = io.read_table(io.join(path, "relation.parquet"))
+    descriptions = relation.select(["src", "dst", "description"]) if "description" in relation.column_names else None
     return Prepared(path, manifest, drugs, io.read_table(io.join(path, "vocab/doc_words.parquet")),
-                    pair_table_from_arrow(io.read_table(io.join(path, "relation.parquet")), "label", m),
-                    pair_table_from_arrow(io.read_table(io.join(path, "cooccurrence.parquet")), "p", m))
+                    pair_table_from_arrow(relation, "label", m),
+                    pair_table_from_arrow(io.read_table(io.join(path, "cooccurrence.parquet")), "p", m),
+                    descriptions)
 
 
 def read_records(prepared: str, split: str, columns: Sequence[str] = PATIENT_COLUMNS) -> pa.Table:
@@ -120,8 +130,11 @@ def _uri(cfg: Config, path: str) -> str:
 
 
 def fit(cfg: Config, kind: str, epochs: int, val: ValidationData, pretrained: dict | None = None,
-        fail_once: dict | None = None):
-    """Run (or resume) the ``TorchTrainer`` of ``kind`` and return its ``ray.train.Result``."""
+        fail_once: dict | None = None, packages: PackageCSR | None = None):
+    """Run (or resume) the ``TorchTrainer`` of ``kind`` and return its ``ray.train.Result``.
+
+    ``packages`` (the training packages) go to models with ``fit_packages``.
+    """
     import ray
     import ray.train
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
@@ -131,14 +144,21 @@ def fit(cfg: Config, kind: str, epochs: int, val: ValidationData, pretrained: di
     prep = load_prepared(cfg.data.prepared, cfg.data.threshold)
     columns = PATIENT_COLUMNS if kind == "ncf" else RECORD_COLUMNS
     fs, path = io.filesystem(io.join(prep.path, "records", "split=train"))
-    ds = ray.data.read_parquet(path, filesystem=fs).select_columns(list(columns)).materialize()
+    data_ctx = ray.data.DataContext.get_current()
+    keep = data_ctx.execution_options.preserve_order
+    data_ctx.execution_options.preserve_order = True  # blocks in file order: reproducible shards
+    try:
+        ds = ray.data.read_parquet(path, filesystem=fs).select_columns(list(columns)).materialize()
+    finally:
+        data_ctx.execution_options.preserve_order = keep
     ingest = DataConfig.default_ingest_options()
     ingest.preserve_order = True  # deterministic shards and batch order (same seed, same run)
     storage_path, storage_fs = _storage(cfg)
-    resources = {"CPU": tc.cpus_per_worker, **({"GPU": 1} if tc.use_gpu else {})}
+    resources = {"CPU": tc.cpus_per_worker, **({"GPU": 1} if tc.use_gpu else {}), **tc.worker_resources}
     spec = RunSpec(cfg=cfg, kind=kind, epochs=epochs, num_drugs=prep.num_drugs,
                    num_doc_words=prep.num_doc_words, val=ray.put(val),
-                   pretrained=ray.put(pretrained) if pretrained is not None else None, fail_once=fail_once)
+                   pretrained=ray.put(pretrained) if pretrained is not None else None, fail_once=fail_once,
+                   packages=ray.put(packages) if packages is not None else None)
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"spec": spec},
@@ -220,8 +240,9 @@ def train(cfg: Config, model: str | None = None, *, pretrained: str | None = Non
 
     Args:
         cfg: The configuration.
-        model: ``ncf`` or a DPR variant (``ag``, ``wg``, ``gnn``, ...); default
-            ``model.name``.
+        model: One of :data:`MODELS`: ``ncf``, a DPR variant (``ag``, ``wg``, ``gnn``,
+            ablations) or a package baseline (``nn``, ``package2vec``, ``lda``, ``br``,
+            ``dam``); default ``model.name``.
         pretrained: URI of an NCF checkpoint directory (``model.pt``) to start from,
             e.g. what :func:`pretrain` returned for another run name.
         out: Model directory (default :func:`default_model_dir`).
@@ -231,8 +252,8 @@ def train(cfg: Config, model: str | None = None, *, pretrained: str | None = Non
         The model directory's path or URI.
     """
     kind = model or cfg.model.name
-    if kind != "ncf" and kind not in VARIANTS:
-        raise ValueError(f"train: unknown model {kind!r}; expected ncf or one of {sorted(VARIANTS)}")
+    if kind not in MODELS:
+        raise ValueError(f"train: unknown model {kind!r}; expected one of {list(MODELS)}")
     cfg = replace(cfg, model=replace(cfg.model, name=kind))
     ensure_ray()
     prep = load_prepared(cfg.data.prepared, cfg.data.threshold)
@@ -255,12 +276,15 @@ def train(cfg: Config, model: str | None = None, *, pretrained: str | None = Non
     if kind != "ncf":
         val_tab = read_records(prep.path, "val")
         cands = index.query(encode_records(ncf.encode, val_tab, prep.num_doc_words, bs), k=cfg.eval.neighbors)
-        result = fit(cfg, kind, cfg.train.epochs, ValidationData(val_tab, cands, top_k, prep.relation, prep.cooc),
-                     ncf.state_dict(), fail_once)
+        dpr = build_model(cfg.model, prep.num_drugs, prep.num_doc_words, NOTE_VOCAB_SIZE)
+        trainable = getattr(dpr, "trainable", True) is not False
+        packages = package_csr(train_tab) if hasattr(dpr, "fit_packages") else None
+        result = fit(cfg, kind, cfg.train.epochs if trainable else 1,  # NN: one epoch that only validates
+                     ValidationData(val_tab, cands, top_k, prep.relation, prep.cooc), ncf.state_dict(), fail_once,
+                     packages)
         state, best, path = _read_checkpoint(result, best=True)
         _, latest, _ = _read_checkpoint(result, best=False)
-        dpr = DPR(cfg.model, prep.num_drugs, prep.num_doc_words, NOTE_VOCAB_SIZE, kind)
-        dpr.load_state_dict(state)
+        dpr.load_state_dict(state)  # parameters and fitted buffers
         dpr.eval()
         metrics.update({"best_epoch": best["best_epoch"], "best_val_f1": best["best_val_f1"],
                         "history": latest["history"], "checkpoint": _uri(cfg, path)})
@@ -271,7 +295,7 @@ def train(cfg: Config, model: str | None = None, *, pretrained: str | None = Non
     out = out or default_model_dir(cfg, kind)
     save_model_dir(out, cfg=cfg, model_name=kind, ncf=ncf, model=dpr, index=index, drugs=prep.drugs,
                    doc_words=prep.doc_words, relation=prep.relation, cooc=prep.cooc, manifest=prep.manifest,
-                   metrics=metrics, top_k=top_k)
+                   metrics=metrics, top_k=top_k, descriptions=prep.descriptions)
     log.info("model directory -> %s", out)
     return out
 

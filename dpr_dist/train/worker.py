@@ -1,9 +1,12 @@
 """The per-worker training function of the Ray Train runs (``TorchTrainer``).
 
 Every rank runs :func:`train_loop`: it builds the model (NCF for pre-training, a DPR
-variant otherwise), resumes from ``ray.train.get_checkpoint()`` when there is one (a
-restarted worker group or a re-run with the same name), wraps the model in DDP and then,
-for each remaining epoch,
+variant or a package baseline otherwise, :func:`dpr_dist.models.dpr.build_model`), resumes
+from ``ray.train.get_checkpoint()`` when there is one (a restarted worker group or a re-run
+with the same name); on a fresh start it loads the pre-trained NCF and, for models with an
+unsupervised fit (Package2vec, LDA), rank 0 calls ``model.fit_packages(training packages,
+num_drugs, train.seed)`` (DDP broadcasts the fitted buffers to the other ranks when it
+wraps the model). It then wraps the model in DDP and, for each remaining epoch,
 
 1. iterates its shard of the training records (``get_dataset_shard("train")``, batches of
    ``train.batch_size // num_workers`` records, a seeded local shuffle per epoch);
@@ -13,6 +16,8 @@ for each remaining epoch,
 3. validates on its slice of the validation split (candidate picking for package
    models, top-``K`` drugs for NCF) and all-reduces F1;
 4. reports the same metrics on every rank, rank 0 attaching the checkpoint.
+
+A model with ``trainable = False`` (NN) takes no steps: its epochs only validate.
 
 Randomness depends only on ``(train.seed, epoch, step, rank)``, so a run resumed at an
 epoch boundary continues exactly as an uninterrupted one.
@@ -26,7 +31,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +46,7 @@ from dpr_dist.data.graphs import PairTable
 from dpr_dist.eval.candidates import Candidates
 from dpr_dist.eval.evaluate import pick_packages, subset_candidates
 from dpr_dist.eval.metrics import package_prf, topk_drugs
-from dpr_dist.models.dpr import DPR, VARIANTS
+from dpr_dist.models.dpr import build_model as build_named_model
 from dpr_dist.models.layers import l2_penalty
 from dpr_dist.models.ncf import NCF
 from dpr_dist.runtime import seed_everything
@@ -76,11 +81,13 @@ class RunSpec:
 
     Attributes:
         cfg: The configuration.
-        kind: ``ncf`` or a DPR variant name.
+        kind: ``ncf``, a DPR variant or a package baseline (``nn``, ``package2vec``, ...).
         epochs: Epochs of this run.
         num_drugs, num_doc_words: Vocabulary sizes.
         val: Object ref of the :class:`ValidationData`.
         pretrained: Object ref of the pre-trained NCF state dict (package models).
+        packages: Object ref of the training packages (a ``PackageCSR``) for models with
+            ``fit_packages``; None otherwise.
         fail_once: Test hook: ``{"epoch", "step", "rank", "marker"}``; that rank exits
             the process at that step unless ``marker`` exists (created first), so the
             failure happens once.
@@ -94,6 +101,7 @@ class RunSpec:
     val: Any
     pretrained: Any = None
     fail_once: dict | None = None
+    packages: Any = None
 
 
 @dataclass
@@ -107,13 +115,44 @@ class TrainState:
 
 
 def build_model(spec: RunSpec) -> nn.Module:
-    """NCF or the DPR variant of ``spec.kind`` (seeded, CPU)."""
+    """The model named ``spec.kind`` (NCF, a DPR variant or a baseline; seeded, CPU).
+
+    Raises:
+        ValueError: on an unknown name (from :func:`dpr_dist.models.dpr.build_model`).
+    """
     seed_everything(spec.cfg.train.seed)
-    if spec.kind == "ncf":
-        return NCF(spec.cfg.model, spec.num_drugs, spec.num_doc_words, NOTE_VOCAB_SIZE)
-    if spec.kind not in VARIANTS:
-        raise ValueError(f"unknown model {spec.kind!r}; expected ncf or one of {sorted(VARIANTS)}")
-    return DPR(spec.cfg.model, spec.num_drugs, spec.num_doc_words, NOTE_VOCAB_SIZE, spec.kind)
+    cfg = replace(spec.cfg.model, name=spec.kind)
+    return build_named_model(cfg, spec.num_drugs, spec.num_doc_words, NOTE_VOCAB_SIZE)
+
+
+def is_trainable(model: nn.Module) -> bool:
+    """Whether the trainer takes BPR steps on ``model`` (False for NN)."""
+    return getattr(model, "trainable", True) is not False
+
+
+def fit_packages(model: nn.Module, packages: Any, num_drugs: int, seed: int) -> bool:
+    """Call ``model.fit_packages`` on the training packages when the model has it.
+
+    Args:
+        model: The model.
+        packages: The training packages as a ``PackageCSR`` (or an object ref of one).
+        num_drugs: ``M``.
+        seed: ``train.seed``.
+
+    Returns:
+        Whether a fit ran.
+
+    Raises:
+        ValueError: when the model needs a fit but no packages were given.
+    """
+    fit = getattr(model, "fit_packages", None)
+    if fit is None:
+        return False
+    if packages is None:
+        raise ValueError(f"model {type(model).__name__} needs the training packages (fit_packages)")
+    csr = _resolve(packages)
+    fit(np.split(np.asarray(csr.indices), np.asarray(csr.indptr)[1:-1]), num_drugs, seed)
+    return True
 
 
 def _all_reduce(values: list[float], device: torch.device) -> list[float]:
@@ -164,8 +203,10 @@ class _Runner:
             neg = sample_negative_packages(glob.packages.keys(), glob.own(), k, rng)
             graphs = glob.packages.take(negative_layout(glob.own(), neg)).to_batch()
             owner = torch.arange(len(own)).repeat_interleave(1 + k)
-            plan = model.plan(graphs, owner, len(own), k).to(self.device) if model.fast else None  # on the CPU
-            loss, extra = ddp(patients, graphs.to(self.device), owner.to(self.device), k, plan=plan)
+            fast = getattr(model, "fast", False)  # DPR's fast path; baselines have none
+            plan = model.plan(graphs, owner, len(own), k).to(self.device) if fast else None  # on the CPU
+            extra_args = {"plan": plan} if plan is not None else {}
+            loss, extra = ddp(patients, graphs.to(self.device), owner.to(self.device), k, **extra_args)
             stats = {"gather_bytes": float(glob.bytes_sent),
                      "neg_remote_frac": float(np.mean(glob.rank_of(neg) != self.rank)),
                      "pair_acc": float(extra["pair_acc"])}
@@ -238,6 +279,9 @@ def train_loop(config: dict) -> None:
         pre = NCF(spec.cfg.model, spec.num_drugs, spec.num_doc_words, NOTE_VOCAB_SIZE)
         pre.load_state_dict(_resolve(spec.pretrained))
         model.load_pretrained(pre)  # paper 4.1: encoder and drug embeddings from NCF
+    if state.next_epoch == 0 and rank == 0 and fit_packages(model, spec.packages, spec.num_drugs, tc.seed):
+        _say(f"[{spec.kind}] fitted on the training packages")  # DDP broadcasts the buffers below
+    trainable = is_trainable(model)
     ddp = ray.train.torch.prepare_model(model)
     optim = torch.optim.Adam(model.parameters(), lr=tc.lr)
     if optim_state is not None:
@@ -255,7 +299,7 @@ def train_loop(config: dict) -> None:
         batches = shard.iter_batches(batch_size=local_batch, batch_format="pyarrow", prefetch_batches=1,
                                      local_shuffle_buffer_size=4 * local_batch,
                                      local_shuffle_seed=tc.seed * 100003 + epoch)
-        for step, table in enumerate(batches):
+        for step, table in enumerate(batches if trainable else ()):
             _maybe_fail(spec, epoch, step, rank)
             rng = np.random.default_rng([tc.seed, epoch, step, rank])
             out = runner.step(ddp, model, table, rng)

@@ -1,0 +1,102 @@
+"""The runs behind the experiments: one trained, evaluated model per (model, settings, seed)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Any
+
+from dpr_dist.config import Config
+from dpr_dist.data import io
+from dpr_dist.eval.evaluate import evaluate_models
+from dpr_dist.eval.experiment_options import tag
+from dpr_dist.train.modeldir import ModelBundle, load_model_dir, update_metrics
+from dpr_dist.train.run import default_model_dir, pretrain, pretrained_checkpoint, read_records, train
+
+log = logging.getLogger(__name__)
+
+#: Settings an experiment varies, with the short tag of run names.
+SETTINGS = {"data.threshold": "t", "train.negative_ratio": "neg", "model.gnn_layers": "l"}
+
+
+def _get(cfg: Config, key: str) -> Any:
+    section, name = key.split(".")
+    return getattr(getattr(cfg, section), name)
+
+
+
+class Runs:
+    """Trains (or finds) and evaluates the runs of the experiments, once each.
+
+    Args:
+        cfg: The configuration, ``train.storage_path`` already under the output directory.
+        report: Where ``results.json`` goes.
+    """
+
+    def __init__(self, cfg: Config, report: str) -> None:
+        self.cfg, self.report = cfg, report
+        self.test = read_records(cfg.data.prepared, "test")
+        self.rows: dict[tuple[str, str], dict] = {}
+        self._pretrained: dict[int, str] = {}
+
+    def seed_config(self, seed: int) -> Config:
+        """The base configuration of ``seed``: ``train.seed = seed`` and ``train.name`` unchanged for
+        the configuration's own ``train.seed`` (so ``dpr train`` / ``dpr pipeline`` runs are
+        reused), else ``{name}-s{seed}``."""
+        tc = self.cfg.train
+        name = tc.name if int(seed) == tc.seed else f"{tc.name}-s{seed}"
+        return replace(self.cfg, train=replace(tc, seed=int(seed), name=name))
+
+    def pretrained(self, seed: int) -> str:
+        """The NCF checkpoint of ``seed`` (pre-trained once, then found by name)."""
+        if seed not in self._pretrained:
+            cfg = self.seed_config(seed)
+            record = pretrained_checkpoint(cfg)
+            self._pretrained[seed] = record["checkpoint"] if record else pretrain(cfg)
+        return self._pretrained[seed]
+
+    def config(self, seed: int, settings: dict[str, Any]) -> Config:
+        """The configuration of a run: the seed's, with ``settings`` and a name tagged by them."""
+        cfg = self.seed_config(seed)
+        diff = {k: v for k, v in settings.items() if _get(cfg, k) != v}
+        name = cfg.train.name + "".join(f"-{SETTINGS[k]}{tag(v)}" for k, v in sorted(diff.items()))
+        cfg = cfg.with_overrides([f"{k}={v}" for k, v in diff.items()])
+        return replace(cfg, train=replace(cfg.train, name=name))
+
+    def run(self, model: str, seed: int, **settings: Any) -> dict[str, Any]:
+        """Test metrics of ``model`` at ``seed`` and ``settings`` (``{"data.threshold": 0.05}``).
+
+        Returns:
+            ``{"model", "seed", "run", "settings", "model_dir", "best_val_f1"}`` plus the
+            test metrics of :func:`dpr_dist.eval.metrics.summarize`.
+        """
+        unknown = set(settings) - set(SETTINGS)
+        if unknown:
+            raise ValueError(f"unknown experiment setting(s) {sorted(unknown)}; expected {sorted(SETTINGS)}")
+        cfg = self.config(seed, settings)
+        key = (model, cfg.train.name)
+        if key in self.rows:
+            return self.rows[key]
+        path = default_model_dir(cfg, model)
+        if not io.exists(io.join(path, "bundle.json")):
+            log.info("experiment run %s-%s", cfg.train.name, model)
+            if model == "ncf":
+                train(self.seed_config(seed), "ncf")
+            else:
+                train(cfg, model, pretrained=self.pretrained(seed))
+        bundle = load_model_dir(path)
+        test = bundle.metrics.get("test")
+        if test is None or test.get("n") != self.test.num_rows:
+            test = evaluate_models(bundle, self.test, [model])[0][model]
+            update_metrics(path, {"test": test})
+        row = {"model": model, "seed": int(seed), "run": cfg.train.name,
+               "settings": {k: _get(cfg, k) for k in SETTINGS}, "model_dir": path,
+               "best_val_f1": bundle.metrics.get("best_val_f1"), **test}
+        self.rows[key] = row
+        io.write_json(list(self.rows.values()), io.join(self.report, "results.json"))
+        return row
+
+    def bundle(self, model: str, seed: int) -> ModelBundle:
+        """The model directory of ``model`` at ``seed`` and the default settings (trained if needed)."""
+        return load_model_dir(self.run(model, seed)["model_dir"])
+

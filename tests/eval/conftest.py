@@ -1,0 +1,30 @@
+"""One tiny ``dpr pipeline`` run per session, shared by the pipeline and experiment tests."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+#: The pipeline's models: Table 4 and popularity.
+PIPELINE_RUN_MODELS = ("ncf", "nn", "package2vec", "lda", "br", "dam", "gnn", "wg", "ag", "popularity")
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(tiny_data, tiny_prepared, tmp_path_factory):
+    """``pipeline`` of every model on the tiny data (1 epoch each, 2 workers).
+
+    The session's prepared data is copied to ``out/prepared`` first: it was prepared from
+    the same inputs and seed, so the pipeline reuses it instead of preparing again.
+    """
+    from dpr_dist.config import load_config
+    from dpr_dist.eval.pipeline import pipeline
+
+    out = tmp_path_factory.mktemp("pipeline")
+    shutil.copytree(tiny_prepared["dir"], out / "prepared")
+    cfg = load_config(REPO / "configs" / "tiny.yaml", ["train.epochs=1", "train.pretrain_epochs=1"])
+    result = pipeline(cfg, tiny_data["emr"], tiny_data["ddi"], str(out), ",".join(PIPELINE_RUN_MODELS))
+    return {"out": out, "result": result, "cfg": cfg, "models": PIPELINE_RUN_MODELS, "emr": tiny_data["emr"],
+            "ddi": tiny_data["ddi"]}

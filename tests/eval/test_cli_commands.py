@@ -1,0 +1,100 @@
+"""``dpr pipeline`` and ``dpr experiment`` on the command line: their help, a real pipeline run
+of three cheap models on tiny data, and errors reported before any work."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from dpr_dist.cli import main
+from dpr_dist.train.run import read_records
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _help(command: str, capsys) -> str:
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_pipeline_help_documents_inputs_models_and_outputs(capsys):
+    out = _help("pipeline", capsys)
+    assert out.startswith("usage: dpr pipeline")
+    for text in ("--emr", "--ddi", "--out", "--models", "--config", "--seed", "metrics.json", "predictions.parquet",
+                 "ncf,nn,package2vec,lda,br,dam,gnn,wg,ag", "popularity", "example:"):
+        assert text in out, text
+
+
+def test_experiment_help_lists_every_experiment_and_option(capsys):
+    out = _help("experiment", capsys)
+    assert out.startswith("usage: dpr experiment")
+    for text in ("table4", "table5", "table6", "fig6", "fig7", "fig8", "case", "generation", "--which", "--seeds",
+                 "--thresholds", "--negatives", "--layers", "--group", "--tsne-patients", "--patient", "--config",
+                 "--set", "report.md"):
+        assert text in out, text
+
+
+def test_unknown_model_is_an_error_before_any_work(tmp_path, capsys):
+    code = main(["pipeline", "--emr", str(tmp_path / "emr"), "--ddi", str(tmp_path / "ddi.parquet"), "--out",
+                 str(tmp_path / "out"), "--models", "ncf,dpr9"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "dpr pipeline: error:" in err and "dpr9" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_experiment_bad_option_is_an_error(tmp_path, capsys):
+    assert main(["experiment", "--out", str(tmp_path / "x"), "--which", "table9"]) == 2
+    assert "table9" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_pipeline_command_writes_metrics_and_predictions(pipeline_run, tmp_path, capsys):
+    """``dpr pipeline`` of NCF, NN and popularity in a fresh directory. The session pipeline's
+    prepared data and NCF pre-training (same inputs, config and seed) are copied in, so the
+    command reuses them and trains one run (NN) itself."""
+    out = tmp_path / "out"
+    shutil.copytree(pipeline_run["out"] / "prepared", out / "prepared")
+    shutil.copytree(pipeline_run["out"] / "runs" / "tiny-ncf", out / "runs" / "tiny-ncf")
+    code = main(["pipeline", "--emr", pipeline_run["emr"], "--ddi", pipeline_run["ddi"], "--out", str(out),
+                 "--models", "ncf,nn,popularity", "--config", str(REPO / "configs" / "tiny.yaml"), "--seed", "0",
+                 "--set", "train.epochs=1", "--set", "train.pretrain_epochs=1"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert f"metrics -> {out / 'metrics.json'}" in printed
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics) == ["ncf", "nn", "popularity"]
+    test = read_records(str(out / "prepared"), "test")
+    for name, m in metrics.items():
+        assert m["n"] == test.num_rows and 0 <= m["f1"] <= 1, name
+    assert metrics["nn"]["f1"] <= metrics["nn"]["ceiling_f1"] + 1e-12
+    assert metrics["ncf"]["ceiling_f1"] is None and metrics["popularity"]["ceiling_f1"] is None
+
+    pred = pq.read_table(out / "predictions.parquet")
+    assert pred.column_names == ["record_id", "model", "drugs"]
+    assert pred.num_rows == 3 * test.num_rows
+    names = pq.read_table(out / "prepared" / "vocab" / "drugs.parquet")["name"].to_pylist()
+    true = {rid: {names[i] for i in ids} for rid, ids in zip(test["record_id"].to_pylist(),
+                                                             test["drug_ids"].to_pylist())}
+    for model in metrics:  # the F1 of metrics.json, recomputed from the drug names
+        rows = pred.filter(pc.equal(pred["model"], model)).to_pylist()
+        assert {r["record_id"] for r in rows} == set(true)
+        f1 = []
+        for r in rows:
+            got, want = set(r["drugs"]), true[r["record_id"]]
+            hit = len(got & want)
+            p, rec = (hit / len(got) if got else 0.0), (hit / len(want) if want else 0.0)
+            f1.append(2 * p * rec / (p + rec) if p + rec else 0.0)
+        assert metrics[model]["f1"] == pytest.approx(np.mean(f1), abs=1e-12), model
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["tiny-ncf", "tiny-nn"]  # pre-training reused
+    popular = pred.filter(pc.equal(pred["model"], "popularity"))["drugs"].to_pylist()
+    assert all(d == popular[0] for d in popular)  # the same K most frequent drugs for everyone

@@ -1,0 +1,136 @@
+"""``dpr pipeline``: every model of Table 4 through ``train`` + ``evaluate`` on tiny data, and
+results anyone can recompute from ``predictions.parquet``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from dpr_dist.config import load_config
+from dpr_dist.eval.pipeline import (
+    PIPELINE_MODELS, metrics_markdown, output_config, parse_models, prepare_inputs)
+from dpr_dist.models.baselines import BR, DAM, LDA, NearestNeighbor, Package2vec
+from dpr_dist.models.dpr import DPR
+from dpr_dist.train.modeldir import load_model_dir
+from dpr_dist.train.run import read_records
+
+REPO = Path(__file__).resolve().parents[2]
+KEYS = ("precision", "recall", "f1", "jaccard", "antagonism_rate", "true_antagonism_rate", "ceiling_f1",
+        "f1_of_ceiling", "n", "best_val_f1")
+MODELS = (*PIPELINE_MODELS, "popularity")  # what the session's pipeline_run trains
+CLASSES = {"nn": NearestNeighbor, "package2vec": Package2vec, "lda": LDA, "br": BR, "dam": DAM, "gnn": DPR,
+           "wg": DPR, "ag": DPR}
+
+
+def test_parse_models():
+    assert parse_models("ncf, ag,ncf,popularity") == ("ncf", "ag", "popularity")
+    assert parse_models(["wg_type", "lda"]) == ("wg_type", "lda")
+    with pytest.raises(ValueError, match=r"unknown model\(s\) \['dpr'\]"):
+        parse_models("ncf,dpr")
+    with pytest.raises(ValueError, match="no models"):
+        parse_models(" , ")
+
+
+def test_output_config_puts_everything_under_out():
+    cfg = output_config(load_config(None), "/x/out", "in/emr", "in/ddi.parquet")
+    assert (cfg.data.prepared, cfg.train.storage_path) == ("/x/out/prepared", "/x/out/runs")
+    assert (cfg.data.emr, cfg.data.ddi) == ("in/emr", "in/ddi.parquet")
+
+
+def test_prepared_data_of_other_inputs_is_refused(tmp_path):
+    (tmp_path / "prepared").mkdir()
+    (tmp_path / "prepared" / "manifest.json").write_text(json.dumps({"inputs": {"emr": "a", "ddi": "b"}, "seed": 0}))
+    cfg = output_config(load_config(None), str(tmp_path), "other-emr", "b")
+    with pytest.raises(ValueError, match="other inputs"):
+        prepare_inputs(cfg)
+    with pytest.raises(FileNotFoundError, match="EMR input"):
+        prepare_inputs(output_config(load_config(None), str(tmp_path / "new"), str(tmp_path / "nothing"), "b"))
+
+
+def test_metrics_markdown():
+    md = metrics_markdown({"ncf": {"f1": 0.5, "ceiling_f1": None}}, "test", 7)
+    assert md.splitlines()[0] == "# test metrics (7 records)"
+    assert md.splitlines()[-1].startswith("| ncf | - | - | 0.5000 |")
+
+
+@pytest.fixture(scope="module")
+def run(pipeline_run):
+    assert pipeline_run["models"] == MODELS
+    return pipeline_run
+
+
+def recomputed(pred, test, names) -> dict[str, dict[str, float]]:
+    """Per model: mean precision, recall, F1 and Jaccard of the predicted drug names against the true ones."""
+    true = {rid: {names[i] for i in ids} for rid, ids in zip(test["record_id"].to_pylist(),
+                                                             test["drug_ids"].to_pylist())}
+    out = {}
+    for model in pred["model"].unique().to_pylist():
+        rows = pred.filter(pc.equal(pred["model"], model))
+        p, r, f, j = [], [], [], []
+        for rid, drugs in zip(rows["record_id"].to_pylist(), rows["drugs"].to_pylist()):
+            got, want = set(drugs), true[rid]
+            hit = len(got & want)
+            p.append(hit / len(got) if got else 0.0)
+            r.append(hit / len(want) if want else 0.0)
+            f.append(2 * p[-1] * r[-1] / (p[-1] + r[-1]) if p[-1] + r[-1] else 0.0)
+            j.append(hit / len(got | want) if got | want else 0.0)
+        out[model] = {"precision": np.mean(p), "recall": np.mean(r), "f1": np.mean(f), "jaccard": np.mean(j)}
+    return out
+
+
+@pytest.mark.slow
+def test_pipeline_writes_metrics_for_every_model(run):
+    out = run["out"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics) == list(MODELS)
+    for name, m in metrics.items():
+        assert all(k in m for k in KEYS if not (name == "popularity" and k == "best_val_f1")), name
+        assert 0 <= m["f1"] <= 1 and m["n"] == metrics["ncf"]["n"]
+        picks = name not in ("ncf", "popularity")
+        assert (m["ceiling_f1"] is not None) == picks, name
+        if picks:
+            assert m["f1"] <= m["ceiling_f1"] + 1e-12
+    assert len({m["true_antagonism_rate"] for m in metrics.values()}) == 1
+    assert (out / "metrics.md").read_text().count("\n| ") == 1 + len(MODELS)  # header + one row per model
+    assert run["result"]["metrics"]["ag"]["f1"] == metrics["ag"]["f1"]
+
+
+@pytest.mark.slow
+def test_metrics_recompute_from_predictions(run):
+    out = run["out"]
+    pred = pq.read_table(out / "predictions.parquet")
+    assert pred.column_names == ["record_id", "model", "drugs"]
+    test = read_records(str(out / "prepared"), "test")
+    assert pred.num_rows == len(MODELS) * test.num_rows
+    names = pq.read_table(out / "prepared" / "vocab" / "drugs.parquet")["name"].to_pylist()
+    again = recomputed(pred, test, names)
+    metrics = json.loads((out / "metrics.json").read_text())
+    for model, mine in again.items():
+        for key, value in mine.items():
+            assert metrics[model][key] == pytest.approx(value, abs=1e-12), (model, key)
+
+
+@pytest.mark.slow
+def test_every_baseline_trained_through_the_trainer(run):
+    dirs = run["result"]["model_dirs"]
+    assert set(dirs) == set(PIPELINE_MODELS)
+    for name, cls in CLASSES.items():
+        bundle = load_model_dir(dirs[name])
+        assert type(bundle.model) is cls and bundle.model_name == name
+        history = bundle.metrics["history"]
+        assert len(history) == (1 if name == "nn" else run["cfg"].train.epochs), name
+        assert bundle.metrics["test"]["f1"] == json.loads((run["out"] / "metrics.json").read_text())[name]["f1"]
+        if name != "nn":
+            assert history[0]["records"] > 0 and history[-1]["pair_acc"] > 0
+    for name in ("package2vec", "lda"):  # fitted on rank 0, broadcast by DDP, kept in the directory
+        assert bool(load_model_dir(dirs[name]).model.fitted)
+    assert load_model_dir(dirs["nn"]).metrics["history"][0]["records"] == 0  # NN: validation only
+    relation = pq.read_table(Path(dirs["ag"]) / "relation.parquet")
+    assert "description" in relation.column_names and relation["description"].null_count < relation.num_rows
+    runs = {p.name for p in (run["out"] / "runs").iterdir()}
+    assert {f"tiny-{m}" for m in PIPELINE_MODELS} <= runs
