@@ -1,0 +1,102 @@
+"""What a sweep searches and how many trials run at once.
+
+* :func:`search_space` -- Optuna distributions over config keys, from the ``tune`` section;
+* :func:`trial_config` -- the configuration of one trial;
+* :func:`worker_resources`, :func:`max_concurrent_trials` -- a trial's resources (its
+  Train workers') and how many trials the cluster fits;
+* :func:`asha_scheduler` -- when trials are stopped early.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import fields, replace
+from typing import Any, Mapping
+
+import optuna
+
+from dpr_dist.config import Config
+from dpr_dist.models.dpr import VARIANTS
+
+log = logging.getLogger(__name__)
+
+#: What the sweep optimizes (and ASHA compares): the best validation F1 so far of a trial.
+METRIC = "best_val_f1"
+#: Epochs a trial has completed, added to every result; ASHA's time attribute.
+EPOCHS_KEY = "epochs_done"
+
+
+def search_space(cfg: Config, kind: str | None = None) -> dict[str, optuna.distributions.BaseDistribution]:
+    """Optuna distributions of the sweep, keyed ``section/key`` of the config.
+
+    ``model.edge_dim`` is searched for attributed-graph variants only; the encoder and
+    drug-embedding sizes stay those of the shared pre-training (``docs/tuning.md``).
+
+    Raises:
+        ValueError: on an empty or non-positive (log-scale) range, naming it.
+    """
+    t = cfg.tune
+    kind = kind or cfg.model.name
+    specs = [("data/threshold", "threshold", float, True), ("train/negative_ratio", "negative_ratio", int, False),
+             ("model/gnn_layers", "gnn_layers", int, False), ("model/edge_dim", "dim", int, True),
+             ("train/lr", "lr", float, True), ("train/l2", "l2", float, True)]
+    if VARIANTS[kind].graph != "ag":
+        specs = [s for s in specs if s[0] != "model/edge_dim"]
+    space: dict[str, optuna.distributions.BaseDistribution] = {}
+    for key, field_name, kind_of, log_scale in specs:
+        low, high = getattr(t, field_name)
+        if not low <= high or (log_scale and low <= 0) or (field_name in ("negative_ratio", "gnn_layers") and low < 1):
+            raise ValueError(f"tune.{field_name}={[low, high]!r}: expected low <= high"
+                             + (" and low > 0" if log_scale else " and low >= 1"))
+        space[key] = (optuna.distributions.IntDistribution(int(low), int(high), log=log_scale) if kind_of is int
+                      else optuna.distributions.FloatDistribution(float(low), float(high), log=log_scale))
+    return space
+
+
+def trial_config(cfg: Config, params: Mapping[str, Any]) -> Config:
+    """``cfg`` with a trial's parameters (``{"data": {"threshold": ...}, ...}`` or flat
+    ``{"data/threshold": ...}`` / ``{"data.threshold": ...}``) applied, each converted to
+    its field's type."""
+    nested: dict[str, dict[str, Any]] = {}
+    for key, value in params.items():
+        if isinstance(value, Mapping):
+            nested.setdefault(key, {}).update(value)
+        else:
+            section, name = key.replace(".", "/").split("/", 1)
+            nested.setdefault(section, {})[name] = value
+    for section, values in nested.items():
+        sub = getattr(cfg, section)
+        known = {f.name for f in fields(sub)}
+        if set(values) - known:
+            raise ValueError(f"trial parameter(s) {sorted(set(values) - known)} are not keys of {section}")
+        typed = {k: type(getattr(sub, k))(v) for k, v in values.items()}
+        cfg = replace(cfg, **{section: replace(sub, **typed)})
+    return cfg
+
+
+def worker_resources(cfg: Config) -> dict[str, float]:
+    """Resources of one Train worker: ``train.cpus_per_worker`` CPUs (+ 1 GPU)."""
+    return {"CPU": cfg.train.cpus_per_worker, **({"GPU": 1} if cfg.train.use_gpu else {})}
+
+
+def max_concurrent_trials(cfg: Config, cluster: Mapping[str, float]) -> int:
+    """Concurrent trials: ``tune.max_concurrent`` capped by what ``cluster`` fits
+    (``ray.cluster_resources()``); at least 1 (an autoscaler may still add nodes)."""
+    need = {k: v * cfg.train.num_workers for k, v in worker_resources(cfg).items() if v}
+    fits = min(math.floor(cluster.get(k, 0.0) / v + 1e-9) for k, v in need.items())
+    if fits < 1:
+        log.warning("one trial needs %s but the cluster has %s now; running 1 trial at a time", need,
+                    {k: cluster.get(k, 0.0) for k in need})
+    return max(1, min(cfg.tune.max_concurrent, fits))
+
+
+def asha_scheduler(cfg: Config):
+    """The sweep's ASHA scheduler: rungs every ``tune.reduction_factor``-fold number of
+    epochs from ``tune.grace_period`` up to ``train.epochs``; at a rung, a trial whose
+    :data:`METRIC` is below the ``1 - 1/reduction_factor`` quantile of the trials that
+    reached the rung before it is stopped. Metric and mode come from the ``TuneConfig``."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(time_attr=EPOCHS_KEY, max_t=cfg.train.epochs, grace_period=cfg.tune.grace_period,
+                         reduction_factor=cfg.tune.reduction_factor)

@@ -1,0 +1,296 @@
+"""Sweeps: the search space, trial configurations, concurrency, the report, and one small
+sweep on the session's 2-CPU Ray cluster (4 trials of 2 epochs, 1 worker each, one trial at
+a time, ASHA with grace period 1 and reduction factor 2) that is then resumed under its name.
+
+Trials run one after another, so ASHA's decisions depend only on the reported results, in
+trial order: the test replays those results through the sweep's own scheduler and checks
+that every trial ran exactly as long as ASHA decided. Everything is seeded (Optuna's TPE,
+training) and the sweep reads a copy of the prepared data in record order, so it reports
+the same results, and ASHA stops the same trial (the third), on every run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import optuna
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from dpr_dist.config import load_config
+from dpr_dist.tune import max_concurrent_trials, run_sweep, search_space, sweep_dir, trial_config
+from dpr_dist.tune.report import best_row, build_study, importances, to_markdown
+from dpr_dist.tune.space import EPOCHS_KEY, METRIC, asha_scheduler
+
+REPO = Path(__file__).resolve().parents[2]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+# ----------------------------------------------------------------------------- fast
+def test_search_space_follows_the_config():
+    cfg = load_config(None, ["tune.dim=[8, 64]", "tune.gnn_layers=[1, 2]"])
+    space = search_space(cfg, "ag")
+    assert list(space) == ["data/threshold", "train/negative_ratio", "model/gnn_layers", "model/edge_dim",
+                           "train/lr", "train/l2"]
+    assert space["data/threshold"] == optuna.distributions.FloatDistribution(0.01, 0.1, log=True)
+    assert space["model/edge_dim"] == optuna.distributions.IntDistribution(8, 64, log=True)
+    assert space["model/gnn_layers"] == optuna.distributions.IntDistribution(1, 2)
+    assert "model/edge_dim" not in search_space(cfg, "wg")  # no edge attributes to size
+
+
+@pytest.mark.parametrize("override", ["tune.lr=[0.01, 0.001]", "tune.l2=[0.0, 0.001]", "tune.gnn_layers=[0, 2]"])
+def test_search_space_rejects_bad_ranges(override):
+    key = override.split("=")[0]
+    with pytest.raises(ValueError, match=key):
+        search_space(load_config(None, [override]))
+
+
+def test_trial_config_applies_typed_parameters():
+    cfg = load_config(None)
+    out = trial_config(cfg, {"data": {"threshold": 0.05}, "model": {"gnn_layers": 2.0},
+                             "train/lr": 0.002, "model.edge_dim": 48})
+    assert (out.data.threshold, out.model.gnn_layers, out.train.lr, out.model.edge_dim) == (0.05, 2, 0.002, 48)
+    assert isinstance(out.model.gnn_layers, int)
+    assert out.model.drug_dim == cfg.model.drug_dim and out.train.epochs == cfg.train.epochs
+    with pytest.raises(ValueError, match="nope"):
+        trial_config(cfg, {"model/nope": 1})
+
+
+def test_concurrency_follows_the_cluster():
+    cfg = load_config(None, ["train.num_workers=2", "train.cpus_per_worker=2", "tune.max_concurrent=8"])
+    assert max_concurrent_trials(cfg, {"CPU": 16.0}) == 4
+    assert max_concurrent_trials(cfg, {"CPU": 7.0}) == 1
+    assert max_concurrent_trials(cfg, {"CPU": 2.0}) == 1  # too small now: 1 (an autoscaler may grow it)
+    gpu = replace(cfg, train=replace(cfg.train, use_gpu=True))
+    assert max_concurrent_trials(gpu, {"CPU": 64.0, "GPU": 4.0}) == 2
+    assert max_concurrent_trials(replace(cfg, tune=replace(cfg.tune, max_concurrent=3)), {"CPU": 64.0}) == 3
+
+
+def test_sweep_refuses_bad_input_before_starting(tmp_path):
+    cfg = load_config(None, [f"data.prepared={tmp_path / 'none'}", f"train.storage_path={tmp_path}"])
+    with pytest.raises(ValueError, match="'ncf' is not a DPR variant"):
+        run_sweep(cfg, model="ncf")
+    with pytest.raises(FileNotFoundError, match="no prepared data"):
+        run_sweep(cfg)
+    assert not (tmp_path / "sweep").exists()  # nothing written, no Ray started for it
+
+
+def test_cli_tune_passes_model_and_paths(tmp_path, capsys):
+    from dpr_dist.cli import main
+
+    args = ["tune", "--prepared", str(tmp_path / "none"), "--storage-path", str(tmp_path), "--set", "tune.name=c"]
+    assert main([*args, "--model", "ncf"]) == 2
+    assert "'ncf' is not a DPR variant" in capsys.readouterr().err
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "no prepared data" in err and str(tmp_path / "none") in err
+    assert not (tmp_path / "c").exists()
+
+
+def test_sweep_dir_defaults_to_the_training_storage(tmp_path):
+    cfg = load_config(None, [f"train.storage_path={tmp_path}", "tune.name=s1"])
+    assert sweep_dir(cfg) == f"{tmp_path}/s1"
+    assert sweep_dir(replace(cfg, tune=replace(cfg.tune, storage_path="s3://b/p"))) == "s3://b/p/s1"
+
+
+def _table(rows):
+    space = search_space(load_config(None, ["tune.dim=[16, 256]"]), "wg")
+    base = {"data.threshold": 0.02, "train.negative_ratio": 4, "model.gnn_layers": 1, "train.lr": 1e-3,
+            "train.l2": 1e-6, "best_epoch": 0, "epochs": 3, "wall_s": 1.0, "checkpoint": "x", "status": "completed"}
+    return pa.Table.from_pylist([{"trial_id": r["trial_id"], **base, **r} for r in rows]), space
+
+
+def test_report_study_and_markdown():
+    table, space = _table([
+        {"trial_id": "a", "best_val_f1": 0.2, "train.lr": 1e-4, "status": "stopped", "epochs": 1},
+        {"trial_id": "b", "best_val_f1": 0.5, "train.lr": 5e-3, "data.threshold": 0.08},
+        {"trial_id": "c", "best_val_f1": 0.5, "train.lr": 2e-3, "train.negative_ratio": 9},
+        {"trial_id": "d", "best_val_f1": None, "status": "error", "epochs": 0},
+    ])
+    assert best_row(table)["trial_id"] == "b"  # ties go to the earlier trial
+    study = build_study(table, space)
+    assert [t.value for t in study.trials] == [0.2, 0.5, 0.5]  # the errored trial has no value
+    assert study.trials[1].params["data.threshold"] == 0.08
+    imp = importances(study, seed=0)
+    assert set(imp) == {"data.threshold", "train.negative_ratio", "model.gnn_layers", "train.lr", "train.l2"}
+    assert sum(imp.values()) == pytest.approx(1.0)
+    assert imp == importances(build_study(table, space), seed=0)  # seeded
+    md = to_markdown(table).splitlines()
+    assert md[0].startswith("| trial_id | data.threshold |") and "checkpoint" not in md[0]
+    assert [line.split("|")[1].strip() for line in md[2:]] == ["b", "c", "a", "d"]
+    with pytest.raises(RuntimeError, match="no trial"):
+        best_row(table.filter(pc.is_null(table["best_val_f1"])))
+
+
+# ----------------------------------------------------------------------------- a real sweep
+def _in_record_order(src: Path, dst: Path) -> Path:
+    """A copy of prepared data whose record files hold their rows in ``record_id`` order.
+
+    ``prepare`` writes a split's blocks in the order its tasks finish, so two preparations
+    of the same records can order them differently, and training (batches, shards) follows
+    the file order. In record order the sweep sees the same data in every test session.
+    """
+    shutil.copytree(src, dst)
+    for split in (dst / "records").glob("split=*"):
+        files = sorted(split.glob("*.parquet"))
+        table = pa.concat_tables([pq.ParquetFile(f).read() for f in files]).sort_by("record_id")
+        for f in files:
+            f.unlink()
+        pq.write_table(table, split / "part-0.parquet", row_group_size=128)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def sweep(tiny_prepared, tmp_path_factory):
+    root = tmp_path_factory.mktemp("tune")
+    prepared = _in_record_order(Path(tiny_prepared["dir"]), root / "prepared")
+    cfg = load_config(REPO / "configs" / "tiny.yaml", [
+        f"data.prepared={prepared}", f"train.storage_path={root / 'ray'}", "train.num_workers=1",
+        "train.epochs=2", "train.pretrain_epochs=1", "tune.num_samples=4", "tune.max_concurrent=1",
+        "tune.grace_period=1", "tune.reduction_factor=2", "tune.name=tiny-sweep"])
+    summary = run_sweep(cfg)
+    return {"cfg": cfg, "summary": summary, "dir": Path(summary["sweep_dir"]),
+            "table": pq.read_table(summary["results"])}
+
+
+def _epoch_dirs(runs: Path) -> list[str]:
+    return sorted(str(p.relative_to(runs)) for p in runs.glob("*/epoch_*"))
+
+
+def _trial_results(sweep_root: Path, trial_id: str) -> list[dict]:
+    """The results a trial reported to Tune, in order (its ``result.json``)."""
+    lines = (sweep_root / f"trial_{trial_id}" / "result.json").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def _asha_epochs(cfg, trials: list[list[dict]]) -> list[int]:
+    """Epochs each trial runs when ASHA sees ``trials``' results one trial after another
+    (the sweep's own scheduler, fed by hand): a trial ends at its first STOP."""
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import TrialScheduler
+
+    scheduler = asha_scheduler(cfg)
+    scheduler.set_search_properties(METRIC, "max")
+    epochs = []
+    for i, results in enumerate(trials):
+        trial = Trial("run_trial", trial_id=f"t{i}", stub=True)
+        scheduler.on_trial_add(None, trial)
+        for r in results:
+            if scheduler.on_trial_result(None, trial, r) == TrialScheduler.STOP:
+                break
+        epochs.append(r[EPOCHS_KEY])
+        scheduler.on_trial_complete(None, trial, r)
+    return epochs
+
+
+def test_asha_stops_a_trial_below_the_rung_median():
+    cfg = load_config(None, ["train.epochs=2", "tune.grace_period=1", "tune.reduction_factor=2"])
+
+    def trial(*f1):  # best validation F1 after each epoch
+        return [{EPOCHS_KEY: e + 1, METRIC: v} for e, v in enumerate(f1)]
+
+    # rung at epoch 1: the second trial falls below the first; the third ties the median and goes on
+    assert _asha_epochs(cfg, [trial(0.5, 0.6), trial(0.4, 0.9), trial(0.45, 0.5)]) == [2, 1, 2]
+
+
+@pytest.mark.slow
+def test_every_trial_reports_and_asha_stops_some(sweep):
+    cfg, table = sweep["cfg"], sweep["table"].to_pylist()
+    epochs_max = cfg.train.epochs
+    assert len(table) == 4 and len({r["trial_id"] for r in table}) == 4
+    reported = [_trial_results(sweep["dir"], r["trial_id"]) for r in table]  # rows in trial order
+    for r, results in zip(table, reported, strict=True):
+        assert [x[EPOCHS_KEY] for x in results] == list(range(1, r["epochs"] + 1))  # every epoch reported
+        assert 0.0 <= r["best_val_f1"] <= 1.0 and 1 <= r["epochs"] <= epochs_max and r["wall_s"] > 0
+        assert r["best_val_f1"] == max(x["val_f1"] for x in results) == results[-1][METRIC]
+        assert cfg.tune.threshold[0] <= r["data.threshold"] <= cfg.tune.threshold[1]
+        assert cfg.tune.gnn_layers[0] <= r["model.gnn_layers"] <= cfg.tune.gnn_layers[1]
+        assert cfg.tune.dim[0] <= r["model.edge_dim"] <= cfg.tune.dim[1]
+        assert r["status"] == ("completed" if r["epochs"] == epochs_max else "stopped")
+        assert f"epoch_{r['best_epoch']:04d}" in r["checkpoint"]
+    # the trials ran one at a time (max_concurrent=1): ASHA decided on exactly these results in this order
+    starts = [min(x["timestamp"] for x in res) for res in reported]
+    ends = [max(x["timestamp"] for x in res) for res in reported]
+    assert all(ends[i] <= starts[i + 1] for i in range(len(table) - 1))
+    # every trial ran as long as ASHA let it, and ASHA stopped at least one early (seeded, so always
+    # the same one): its best F1 after one epoch was below the median of the trials before it
+    epochs = [r["epochs"] for r in table]
+    assert epochs == _asha_epochs(cfg, reported)
+    assert epochs[0] == epochs_max  # the first trial has no rival at the rung
+    assert min(epochs) < epochs_max
+    assert sweep["summary"]["stopped_early"] == sum(e < epochs_max for e in epochs) >= 1
+    # each trial is one Train run with one checkpoint per epoch it ran (at most 2 best + latest kept)
+    runs = sweep["dir"] / "runs"
+    assert sorted(p.name for p in runs.iterdir()) == sorted(f"{r['trial_id']}-ag" for r in table)
+    assert (sweep["dir"] / "pretrain-ncf" / "pretrained.json").is_file()  # one shared pre-training
+
+
+@pytest.mark.slow
+def test_report_files(sweep):
+    d, table = sweep["dir"], sweep["table"]
+    md = (d / "results.md").read_text()
+    assert all(t in md for t in table["trial_id"].to_pylist())
+    assert (d / "history.png").read_bytes().startswith(PNG)
+    assert (d / "importance.png").read_bytes().startswith(PNG)
+    imp = json.loads((d / "importance.json").read_text())
+    assert set(imp) == {"data.threshold", "train.negative_ratio", "model.gnn_layers", "model.edge_dim",
+                        "train.lr", "train.l2"}
+
+
+@pytest.mark.slow
+def test_best_model_directory_loads_and_evaluates(sweep):
+    from dpr_dist.eval.evaluate import evaluate
+    from dpr_dist.train.modeldir import load_model_dir
+    from dpr_dist.train.run import read_records
+
+    s, table = sweep["summary"], sweep["table"].to_pylist()
+    best = max(table, key=lambda r: r["best_val_f1"])
+    assert s["best_trial"] == best["trial_id"] and s["model_dir"] == str(sweep["dir"] / "best")
+    bundle = load_model_dir(s["model_dir"])
+    assert bundle.model_name == "ag"
+    assert bundle.threshold == pytest.approx(best["data.threshold"])
+    assert (bundle.cfg.model.gnn_layers, bundle.cfg.model.edge_dim) == (best["model.gnn_layers"],
+                                                                        best["model.edge_dim"])
+    assert bundle.cfg.train.lr == pytest.approx(best["train.lr"])
+    assert bundle.metrics["best_val_f1"] == pytest.approx(best["best_val_f1"])
+    assert bundle.metrics["sweep"]["trial_id"] == best["trial_id"]
+    test = read_records(str(sweep["cfg"].data.prepared), "test")
+    metrics, _ = evaluate(bundle, test)
+    assert metrics["n"] == test.num_rows and 0.0 <= metrics["f1"] <= 1.0
+    assert metrics["f1"] == pytest.approx(s["test"]["f1"]) == pytest.approx(bundle.metrics["test"]["f1"])
+
+
+@pytest.mark.slow
+def test_rerun_resumes_without_new_trials(sweep):
+    d = sweep["dir"]
+    before = _epoch_dirs(d / "runs"), sorted(p.name for p in (d / "runs").iterdir())
+    again = run_sweep(sweep["cfg"])
+    assert again["resumed"] and not sweep["summary"]["resumed"]
+    assert (_epoch_dirs(d / "runs"), sorted(p.name for p in (d / "runs").iterdir())) == before
+    assert pq.read_table(again["results"]).equals(sweep["table"])
+    assert {k: again[k] for k in ("best_trial", "best_params", "best_val_f1", "test")} == \
+        {k: sweep["summary"][k] for k in ("best_trial", "best_params", "best_val_f1", "test")}
+
+
+@pytest.mark.slow
+def test_resuming_with_another_configuration_is_refused(sweep):
+    cfg = sweep["cfg"]
+    changed = replace(cfg, tune=replace(cfg.tune, num_samples=8), train=replace(cfg.train, lr=0.1))
+    with pytest.raises(ValueError, match=r"changed: train\.lr, tune\.num_samples"):
+        run_sweep(changed)
+    low = replace(cfg, tune=replace(cfg.tune, name="other", threshold=(0.001, 0.1)))
+    with pytest.raises(ValueError, match=r"tune\.threshold=\[0\.001, 0\.1\] starts below the build threshold 0\.01"):
+        run_sweep(low)
+    assert not (sweep["dir"].parent / "other").exists()
+
+
+def test_job_script_parses_its_arguments(tmp_path):
+    res = subprocess.run([sys.executable, str(REPO / "jobs" / "tune.py"), "--help"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "--config" in res.stdout and "--set" in res.stdout, res.stderr
