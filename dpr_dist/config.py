@@ -107,6 +107,12 @@ class TrainConfig:
         num_workers: Ray Train workers (DDP ranks).
         use_gpu: Train on GPUs (NCCL) instead of CPUs (gloo).
         cpus_per_worker: CPUs reserved per worker.
+        worker_resources: Further Ray resources each worker reserves, e.g.
+            ``{"trainer_slot": 1}``: with nodes started as ``ray start --resources
+            '{"trainer_slot": 1}'`` each such node hosts one worker, which pins the
+            workers to those nodes (``ScalingConfig(resources_per_worker=...)``;
+            ``docs/scaling.md``). CPUs and GPUs are set by ``cpus_per_worker`` and
+            ``use_gpu``, not here.
         storage_path: Where checkpoints and run state live (local or ``s3://``).
         name: Run name; re-running with the same name resumes.
         max_failures: Worker-failure retries (``FailureConfig``).
@@ -122,10 +128,22 @@ class TrainConfig:
     num_workers: int = 1
     use_gpu: bool = False
     cpus_per_worker: int = 1
+    worker_resources: dict[str, float] = field(default_factory=dict)
     storage_path: str = "runs/demo/ray"
     name: str = "dpr"
     max_failures: int = 2
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        res = self.worker_resources
+        if not isinstance(res, dict):
+            raise ValueError(f"TrainConfig.worker_resources={res!r} must be a mapping of resource name to amount")
+        for name, amount in res.items():
+            if not isinstance(name, str) or not name or name in ("CPU", "GPU"):
+                raise ValueError(f"TrainConfig.worker_resources: resource name {name!r} must be a non-empty string "
+                                 "other than CPU and GPU (set those with cpus_per_worker and use_gpu)")
+            if isinstance(amount, bool) or not isinstance(amount, (int, float)) or amount < 0:
+                raise ValueError(f"TrainConfig.worker_resources[{name!r}]={amount!r} must be a number >= 0")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Ray Train runs on tiny synthetic data with 2 CPU workers (DDP over gloo).
 
-One faulted run (rank 1 exits once in the middle of epoch 1) is the baseline of every
-test here: it must resume from the last checkpoint and finish all epochs, equal a clean run
+One faulted run (rank 1 exits once in the middle of the last epoch, epoch 2) is the baseline
+of every test here: it must resume from the last checkpoint and finish all epochs, equal a clean run
 with the same seed, not train again when re-run under its name, and leave a model
 directory that evaluates without the training data.
 """
@@ -9,6 +9,7 @@ directory that evaluates without the training data.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -36,13 +37,29 @@ def setup(tiny_prepared, tmp_path_factory):
     return cfg, root
 
 
+def resume_lines() -> list[str]:
+    """The ``[ag] resuming at epoch N`` lines rank 0 has printed so far in this test
+    session's Ray cluster (workers' stdout files; the session runs without log_to_driver)."""
+    import ray
+
+    logs = Path(ray._private.worker._global_node.get_logs_dir_path())
+    return [line for f in sorted(logs.glob("worker-*.out"))
+            for line in f.read_text(errors="replace").splitlines() if "[ag] resuming at epoch" in line]
+
+
 @pytest.fixture(scope="module")
-def faulted(setup):
+def faulted(setup, ray_session):
     cfg, root = setup
     marker = root / "rank1-exited"
     ncf_ckpt = pretrain(cfg)
-    model_dir = train(cfg, "ag", fail_once={"epoch": 1, "step": 1, "rank": 1, "marker": str(marker)})
+    before = len(resume_lines())
+    # The fault comes in the last epoch (2): a worker's report queue holds one report, so both
+    # ranks (in lockstep through DDP) could put their epoch-1 reports only after the controller
+    # had taken their epoch-0 reports, an epoch before the fault. The epoch-0 checkpoint is
+    # registered by then, and the restarted workers must resume from it (or epoch 1's).
+    model_dir = train(cfg, "ag", fail_once={"epoch": 2, "step": 1, "rank": 1, "marker": str(marker)})
     return {"cfg": cfg, "root": root, "ncf": ncf_ckpt, "dir": model_dir, "marker": marker,
+            "resumed": resume_lines()[before:],
             "metrics": json.loads((Path(model_dir) / "metrics.json").read_text())}
 
 
@@ -61,7 +78,11 @@ def test_pretraining_checkpoints_every_epoch(faulted):
 
 def test_worker_failure_resumes_and_finishes(faulted):
     cfg, hist = faulted["cfg"], faulted["metrics"]["history"]
-    assert faulted["marker"].exists()  # rank 1 did exit mid-epoch 1
+    assert faulted["marker"].exists()  # rank 1 did exit mid-epoch 2
+    # the new worker group restored a checkpoint (epoch 1's, or epoch 0's if the controller had
+    # not registered epoch 1's yet) and continued there: it did not start over
+    assert len(faulted["resumed"]) == 1, faulted["resumed"]
+    assert re.search(r"\[ag\] resuming at epoch [12] \(best val F1 ", faulted["resumed"][0]), faulted["resumed"]
     assert [h["epoch"] for h in hist] == list(range(cfg.train.epochs))  # every epoch exactly once
     assert all(h["records"] == hist[0]["records"] for h in hist)
     assert hist[-1]["loss"] < hist[0]["loss"]
