@@ -18,7 +18,7 @@ except ImportError:  # a checkout or a Ray job working directory without install
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dpr_dist.config import load_config  # noqa: E402
-from dpr_dist.runtime import ensure_ray, setup_logging  # noqa: E402
+from dpr_dist.runtime import setup_logging  # noqa: E402
 from dpr_dist.serve.app import reload_model, run_service  # noqa: E402
 
 
@@ -39,7 +39,6 @@ if __name__ == "__main__":
     cfg = load_config(args.config, args.overrides)
     setup_logging()
     if args.reload:
-        ensure_ray()
         reload_model(cfg, args.reload, num_cpus=args.num_cpus, device=args.device)
         print(f"reloaded {args.reload}")
     else:
