@@ -55,9 +55,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
     cfg = _load(args)
     records = args.records if args.records is not None else cfg.synth.records
     drugs = args.drugs if args.drugs is not None else cfg.synth.drugs
+    mean_package = args.mean_package if args.mean_package is not None else cfg.synth.mean_package
     emr, ddi = synth.generate(records, drugs, seed=cfg.seed, conditions=cfg.synth.conditions,
-                              notes=cfg.synth.notes, **({"mean_package": args.mean_package}
-                                                        if args.mean_package is not None else {}))
+                              notes=cfg.synth.notes, mean_package=mean_package)
     _print(synth.write(emr, ddi, args.out))
     return 0
 
@@ -118,6 +118,50 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.out:
         io.write_json(metrics, io.join(args.out, "metrics.json"))
         io.write_table(predictions.select(["record_id", "model", "drugs"]), io.join(args.out, "predictions.parquet"))
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from dpr_dist.tune import run_sweep
+
+    _print(run_sweep(_with_data(_load(args), args), model=args.model))
+    return 0
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from dpr_dist.eval.pipeline import pipeline
+
+    result = pipeline(_load(args), args.emr, args.ddi, args.out, args.models)
+    print(f"metrics -> {result['metrics_path']}\npredictions -> {result['predictions_path']}")
+    return 0
+
+
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from dpr_dist.eval.experiment_options import options_from_args
+    from dpr_dist.eval.experiments import run_experiments
+
+    result = run_experiments(_load(args), args.out, args.which, options_from_args(args), emr=args.emr, ddi=args.ddi)
+    print(result["report"])
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from dpr_dist.serve.app import reload_model, run_service
+
+    cfg = _load(args)
+    if args.reload:
+        reload_model(cfg, args.reload, num_cpus=args.num_cpus, device=args.device)
+        print(f"reloaded {args.reload}")
+        return 0
+    run_service(cfg, model_dir=args.model_dir, num_cpus=args.num_cpus, device=args.device, blocking=True)
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from dpr_dist.score.batch import score_backlog
+
+    _print(score_backlog(args.model_dir, args.input, args.out, num_actors=args.num_actors,
+                         rows_per_shard=args.rows_per_shard, batch_size=args.batch_size, num_gpus=args.num_gpus))
     return 0
 
 
@@ -212,6 +256,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="model directory (default: {storage_path}/{name}-{model}/model)")
     _config_args(p)
 
+    p = add("tune", cmd_tune, "hyperparameter sweep: Ray Tune + Optuna, every trial a Ray Train run",
+            "Search co-occurrence threshold, negative ratio, GNN layers, edge dimension, learning\n"
+            "rate and L2 (ranges in the tune section) with Optuna's TPE and ASHA early stopping on\n"
+            "validation F1. Writes a results table (Parquet, Markdown), optimization-history and\n"
+            "parameter-importance plots, and the best model directory (best/) with test metrics.\n"
+            "Re-running with the same tune.name resumes the sweep. See docs/tuning.md.")
+    p.add_argument("--model", help="DPR variant to tune (default: model.name)")
+    p.add_argument("--prepared", help="prepared data directory (default: data.prepared)")
+    p.add_argument("--storage-path", help="checkpoints and run state, local or s3:// (default: train.storage_path)")
+    _config_args(p)
+
     p = add("evaluate", cmd_evaluate, "metrics of a model directory on a split",
             "Recommend a package for every record of a split the way the paper does (candidates\n"
             "from the 10 most similar training patients, best-scoring candidate; NCF: top-K drugs)\n"
@@ -221,6 +276,94 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prepared", help="prepared data (default: the one the model was trained on)")
     p.add_argument("--models", help="comma-separated: the directory's model and/or baselines (ncf, popularity, nn)")
     p.add_argument("--out", help="directory for metrics.json and predictions.parquet")
+
+    p = add("pipeline", cmd_pipeline, "data to results in one command: prepare, train, evaluate",
+            "Prepare the EMR and interaction inputs, pre-train NCF, train every listed model with the\n"
+            "same trainer and patient encoder, evaluate each on the test split the way the paper does\n"
+            "(candidates from the most similar training patients; NCF: top-K drugs) and write, under\n"
+            "OUT:\n"
+            "  metrics.json         one entry per model: precision, recall, F1, Jaccard, antagonism\n"
+            "                       rate of the recommendations and of the true packages, the oracle\n"
+            "                       ceiling of the candidate sets and F1 as a fraction of it\n"
+            "  metrics.md           the same as a Markdown table\n"
+            "  predictions.parquet  record_id, model, drugs (recommended package, input drug names)\n"
+            "  prepared/, runs/     the prepared data, Ray Train runs and model directories\n"
+            "Re-running with the same OUT reuses the prepared data and finished runs.\n\n"
+            "example:\n"
+            "  dpr pipeline --emr data/demo/emr --ddi data/demo/ddi.parquet --out runs/demo-pipeline \\\n"
+            "      --models ncf,nn,package2vec,lda,br,dam,gnn,wg,ag --config configs/bench.yaml --seed 0")
+    p.add_argument("--emr", required=True, help="EMR records in the data contract: file, directory or s3://")
+    p.add_argument("--ddi", required=True, help="drug interactions in the data contract (file or s3://)")
+    p.add_argument("--out", required=True, help="output directory (local or s3://)")
+    p.add_argument("--models", default="ncf,nn,package2vec,lda,br,dam,gnn,wg,ag",
+                   help="comma-separated models to train and evaluate: ncf, nn, package2vec, lda, br, dam, gnn, "
+                        "wg, ag, the ablations wg_context, wg_type, ag_mask, ag_type, and popularity "
+                        "(default: the paper's Table 4, ncf,nn,package2vec,lda,br,dam,gnn,wg,ag)")
+    _config_args(p)
+
+    p = add("serve", cmd_serve, "serve a model directory over HTTP with Ray Serve",
+            "Deploy the recommendation service (Ray Serve, FastAPI ingress) on serve.host:serve.port\n"
+            "and serve until interrupted (Ctrl-C shuts Serve down). Routes:\n"
+            "  POST /v1/recommend  top-k packages of the patient's candidate set, the first explained\n"
+            "  POST /v1/score      a proposed package's score, rank and explanation\n"
+            "  POST /v1/generate   packages from the generation heuristic, scored and explained\n"
+            "  GET  /v1/health, /v1/model; the OpenAPI document at /docs and /openapi.json\n"
+            "Requests are batched inside replicas (serve.max_batch_size, serve.batch_wait_timeout_s);\n"
+            "bodies above serve.max_request_bytes get 413. --reload points a running service at\n"
+            "another model directory in place (user_config), without a restart. See docs/serving.md.\n\n"
+            "example:\n"
+            "  dpr serve --model-dir runs/demo/ray/dpr-ag/model --set serve.port=8000\n"
+            "  dpr serve --reload s3://models/dpr-ag-v2")
+    p.add_argument("--model-dir", help="model directory written by dpr train, local or s3:// "
+                                       "(default: serve.model_dir)")
+    p.add_argument("--reload", metavar="DIR",
+                   help="point the running service (deployed with the same config) at another model directory "
+                        "and exit")
+    p.add_argument("--num-cpus", type=float, default=1.0, help="CPUs reserved per replica (default 1)")
+    p.add_argument("--device", help="cuda to run the models on a GPU, one per replica (default: CPU)")
+    _config_args(p)
+
+    p = add("score", cmd_score, "recommend a package for every patient of a backlog on Ray Data",
+            "Batch scoring: read a backlog of patients (Parquet in the EMR contract, drugs not needed;\n"
+            "file, directory or s3:// prefix), recommend one package per patient with an actor pool\n"
+            "holding the model (GPU actors when the cluster has GPUs) and write, under OUT:\n"
+            "  results/shard-*.parquet  record_id, patient_id, package, drug_ids, score, warnings\n"
+            "                           (antagonistic pairs), model, model_version\n"
+            "  rejects/shard-*.parquet  bad rows: source, row, record_id, field, reason\n"
+            "  summary.json             read, scored, rejected (read = scored + rejected), timings\n"
+            "A re-run with the same OUT resumes: finished shards are skipped, the others redone.\n"
+            "Prints the summary as JSON.\n\n"
+            "example:\n"
+            "  dpr score --model-dir runs/demo/ray/dpr-ag/model --input data/backlog --out runs/scored")
+    p.add_argument("--model-dir", required=True, help="model directory written by dpr train (local or s3://)")
+    p.add_argument("--input", required=True, help="backlog: Parquet file or directory (local or s3://)")
+    p.add_argument("--out", required=True, help="output directory (local or s3://); re-run to resume")
+    p.add_argument("--num-actors", type=int, default=1, help="scoring actors, each holding the model (default 1)")
+    p.add_argument("--rows-per-shard", type=int, default=4096,
+                   help="shard size of a new run (a resumed run keeps its plan; default 4096)")
+    p.add_argument("--batch-size", type=int, default=512, help="patients per model call (default 512)")
+    p.add_argument("--num-gpus", type=float, help="GPUs per actor (default: 1 if the cluster has GPUs, else 0)")
+
+    p = add("experiment", cmd_experiment, "the paper's experiments: Tables 4-8, Figures 6-8, generation",
+            "Run the experiments of paper sections 5 and 6 over several seeds and write a report:\n"
+            "Markdown tables (mean and standard deviation over the seeds) and PNG plots in\n"
+            "OUT/report/ (report.md joins them; results.json holds every run's test metrics).\n"
+            "  table4      all models          table5  ablations      table6  1 vs 2 GNN layers\n"
+            "  fig6        thresholds          fig7    negative samples\n"
+            "  fig8        t-SNE of DPR mask vectors of test patients by patient group\n"
+            "  case        Tables 7 and 8 for one patient (impact factors, type probabilities)\n"
+            "  generation  package generation (section 6): picking from S1 vs S1 u S2 u S3\n"
+            "Every run is a Ray Train run under OUT/runs; finished runs are reused, so a re-run (or\n"
+            "a run in the output directory of dpr pipeline) trains only what is missing.\n\n"
+            "example:\n"
+            "  dpr experiment --config configs/bench.yaml --out runs/bench-exp --which table4,table5 \\\n"
+            "      --seeds 0,1,2")
+    from dpr_dist.eval.experiment_options import add_arguments as _experiment_arguments
+
+    _experiment_arguments(p)
+    p.add_argument("--config", metavar="FILE", help="YAML config (default: built-in defaults)")
+    p.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
+                   help="override a config value, e.g. --set train.epochs=3 (repeatable)")
     return parser
 
 

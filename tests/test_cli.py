@@ -38,3 +38,12 @@ def test_errors_are_reported_not_raised(tmp_path, capsys):
     assert "not found" in capsys.readouterr().err
     assert main(["prepare", "--emr", "x", "--set", "train.epoch=3"]) == 2
     assert "train.epoch" in capsys.readouterr().err
+
+
+def test_synth_takes_the_mean_package_from_the_config(tmp_path, capsys):
+    sizes = {}
+    for mean in (4, 12):
+        assert main(["synth", "--records", "300", "--drugs", "60", "--out", str(tmp_path / str(mean)),
+                     "--set", f"synth.mean_package={mean}"]) == 0
+        sizes[mean] = json.loads(capsys.readouterr().out)["mean_package"]
+    assert sizes[4] < 7 < sizes[12]
