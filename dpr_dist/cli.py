@@ -312,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
             "bodies above serve.max_request_bytes get 413. --reload points a running service at\n"
             "another model directory in place (user_config), without a restart. See docs/serving.md.\n\n"
             "example:\n"
-            "  dpr serve --model-dir runs/demo/ray/dpr-ag/model --set serve.port=8000\n"
+            "  dpr serve --model-dir runs/demo/ray/demo-ag/model --set serve.port=8000\n"
             "  dpr serve --reload s3://models/dpr-ag-v2")
     p.add_argument("--model-dir", help="model directory written by dpr train, local or s3:// "
                                        "(default: serve.model_dir)")
@@ -334,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
             "A re-run with the same OUT resumes: finished shards are skipped, the others redone.\n"
             "Prints the summary as JSON.\n\n"
             "example:\n"
-            "  dpr score --model-dir runs/demo/ray/dpr-ag/model --input data/backlog --out runs/scored")
+            "  dpr score --model-dir runs/demo/ray/demo-ag/model --input data/backlog --out runs/scored")
     p.add_argument("--model-dir", required=True, help="model directory written by dpr train (local or s3://)")
     p.add_argument("--input", required=True, help="backlog: Parquet file or directory (local or s3://)")
     p.add_argument("--out", required=True, help="output directory (local or s3://); re-run to resume")

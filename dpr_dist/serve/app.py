@@ -14,7 +14,7 @@ expose the same routes, validation and OpenAPI document.
 
 Deploying:
 
-* ``serve run dpr_dist.serve.app:build_app model_dir=runs/demo/ray/dpr-ag/model`` (args
+* ``serve run dpr_dist.serve.app:build_app model_dir=runs/demo/ray/demo-ag/model`` (args
   are ``serve.*`` keys of :class:`~dpr_dist.config.ServeConfig`, plus ``config`` (a YAML
   file), ``num_cpus`` and ``device``);
 * :func:`serve_config` gives the declarative config (``serve deploy``, KubeRay
