@@ -106,6 +106,24 @@ def read_records(prepared: str, split: str, columns: Sequence[str] = PATIENT_COL
     return pads.dataset(path, filesystem=fs, format="parquet").to_table(columns=list(columns))
 
 
+def train_dataset(prepared: str, columns: Sequence[str]):
+    """The training split as a materialized Ray Dataset of ``columns``, blocks in file order.
+
+    Reading with ``preserve_order`` makes the workers' shards, and so a seeded run's
+    metrics, independent of which read task finishes first.
+    """
+    import ray
+
+    fs, path = io.filesystem(io.join(prepared, "records", "split=train"))
+    data_ctx = ray.data.DataContext.get_current()
+    keep = data_ctx.execution_options.preserve_order
+    data_ctx.execution_options.preserve_order = True
+    try:
+        return ray.data.read_parquet(path, filesystem=fs).select_columns(list(columns)).materialize()
+    finally:
+        data_ctx.execution_options.preserve_order = keep
+
+
 # ----------------------------------------------------------------------------- Ray Train
 def run_name(cfg: Config, kind: str) -> str:
     """Name of the Ray Train run of ``kind`` (``ncf`` or a DPR variant)."""
@@ -143,14 +161,7 @@ def fit(cfg: Config, kind: str, epochs: int, val: ValidationData, pretrained: di
     tc = cfg.train
     prep = load_prepared(cfg.data.prepared, cfg.data.threshold)
     columns = PATIENT_COLUMNS if kind == "ncf" else RECORD_COLUMNS
-    fs, path = io.filesystem(io.join(prep.path, "records", "split=train"))
-    data_ctx = ray.data.DataContext.get_current()
-    keep = data_ctx.execution_options.preserve_order
-    data_ctx.execution_options.preserve_order = True  # blocks in file order: reproducible shards
-    try:
-        ds = ray.data.read_parquet(path, filesystem=fs).select_columns(list(columns)).materialize()
-    finally:
-        data_ctx.execution_options.preserve_order = keep
+    ds = train_dataset(prep.path, columns)
     ingest = DataConfig.default_ingest_options()
     ingest.preserve_order = True  # deterministic shards and batch order (same seed, same run)
     storage_path, storage_fs = _storage(cfg)

@@ -42,7 +42,8 @@ from dpr_dist.eval.metrics import mean_package_size
 from dpr_dist.models.dpr import VARIANTS
 from dpr_dist.runtime import ensure_ray
 from dpr_dist.train.collate import RECORD_COLUMNS, package_csr
-from dpr_dist.train.run import Prepared, load_ncf, load_prepared, pretrain, pretrained_checkpoint, read_records
+from dpr_dist.train.run import (Prepared, load_ncf, load_prepared, pretrain, pretrained_checkpoint, read_records,
+                                train_dataset)
 from dpr_dist.train.worker import RunSpec, ValidationData, train_loop
 from dpr_dist.tune import report
 from dpr_dist.tune.cleanup import PlacementGroupReaper, RegisterPlacementGroup
@@ -188,14 +189,7 @@ def _trial_context(cfg: Config, inputs: dict[str, Any], reaper) -> TrialContext:
         u = encode_records(ncf.encode, val_tab, prep.num_doc_words, cfg.eval.batch_size)
     val = ValidationData(val_tab, inputs["index"].query(u, k=cfg.eval.neighbors), inputs["top_k"], prep.relation,
                          prep.cooc)
-    fs, path = io.filesystem(io.join(prep.path, "records", "split=train"))
-    data_ctx = ray.data.DataContext.get_current()
-    keep = data_ctx.execution_options.preserve_order
-    data_ctx.execution_options.preserve_order = True  # blocks in file order: reproducible shards
-    try:
-        ds = ray.data.read_parquet(path, filesystem=fs).select_columns(list(RECORD_COLUMNS)).materialize()
-    finally:
-        data_ctx.execution_options.preserve_order = keep
+    ds = train_dataset(prep.path, RECORD_COLUMNS)
     return TrialContext(cfg=cfg, dataset=ds, val=ray.put(val), pretrained=ray.put(ncf.state_dict()),
                         num_drugs=prep.num_drugs, num_doc_words=prep.num_doc_words,
                         runs=io.join(sweep_dir(cfg), "runs"), reaper=reaper)
