@@ -1,4 +1,8 @@
-"""Two-node DDP training through ``ray job submit``, losing a node mid-run (issue 7).
+"""Two-node DDP training through ``ray job submit``, losing a node mid-run (issues 3 and 7).
+
+``ray job submit`` (the real CLI, the repository as ``--working-dir``, token
+authentication on) of ``jobs/train_ag.py`` to a head started with ``ray start --head``: the
+job prints the test metrics table that its model directory records.
 
 The cluster: a head and a second node started with ``ray start``, one ``dpr_trainer`` slot
 each (a custom resource); ``train.worker_resources={dpr_trainer: 1}`` makes each of the two
@@ -28,6 +32,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+import requests
 
 from ray.train.v2._internal.constants import CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
 
@@ -37,6 +42,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
 
 SLOT = "dpr_trainer"
 EPOCHS = 6
+TABLE_ROW = re.compile(r"^(ncf|popularity|ag)\s+((?:[-\d.]+\s+){5}[-\d.]+)\s*$", re.M)
 
 
 def registered_checkpoint(snapshot: Path) -> str | None:
@@ -58,6 +64,10 @@ def test_two_node_training_resumes_after_losing_a_node(local_cluster, tiny_data,
     out = tmp_path / "job"
     shutil.copytree(tiny_prepared["dir"], out / "prepared")  # the job starts at pre-training
     cluster = local_cluster(num_cpus=2, resources={SLOT: 1})
+    # token authentication is on: the job API refuses requests without the cluster's token
+    jobs_api = cluster.dashboard_url + "/api/jobs/"
+    assert requests.get(jobs_api, timeout=30).status_code == 401
+    assert requests.get(jobs_api, headers={"Authorization": "Bearer " + "0" * 64}, timeout=30).status_code == 403
     cluster.add_node("b", num_cpus=1, resources={SLOT: 1})
     entry = train_ag_entrypoint(tiny_data, out, "multinode", f"train.epochs={EPOCHS}",
                                 f"train.worker_resources={{{SLOT}: 1}}", "train.max_failures=3")
@@ -102,7 +112,10 @@ def test_two_node_training_resumes_after_losing_a_node(local_cluster, tiny_data,
     logs = "".join(lines)
     print("seconds after submission: " + ", ".join(f"{k} {v - times['submitted']:.0f}" for k, v in times.items()))
     assert rc == 0, tail(logs, 120)
-    assert cluster.api("/api/jobs/dpr-multinode")["status"] == "SUCCEEDED"
+    info = cluster.api("/api/jobs/dpr-multinode")
+    assert info["status"] == "SUCCEEDED" and info["entrypoint"].startswith("python jobs/train_ag.py")
+    # the job ran in the uploaded copy of the repository (--working-dir), not in the checkout
+    assert info["runtime_env"]["working_dir"].startswith("gcs://")
 
     # node b is gone for good; the run finished every epoch exactly once
     states = {n["node_id"]: n["state"] for n in cluster.nodes_state()}
@@ -117,7 +130,11 @@ def test_two_node_training_resumes_after_losing_a_node(local_cluster, tiny_data,
     assert len(set(resumed)) == 1 and at_kill + 1 <= resumed[0] < EPOCHS, tail(logs, 120)
     assert "[FailurePolicy] RETRY" in logs
     assert "[ag] epoch 1/" in logs and f"[ag] epoch {EPOCHS}/{EPOCHS}" in logs
-    assert "test metrics (" in logs
+    # the job printed the test metrics table, and its DPR-AG row is what the model directory recorded
+    assert "test metrics (" in logs, tail(logs)
+    rows = {m.group(1): m.group(2).split() for m in TABLE_ROW.finditer(logs)}
+    assert set(rows) == {"ncf", "popularity", "ag"}, tail(logs)
+    assert float(rows["ag"][2]) == pytest.approx(metrics["test"]["f1"], abs=1e-4)
 
     # one worker per node in every worker group: {head, b} before the loss, {head, c} after
     groups: dict[str, list[str]] = defaultdict(list)

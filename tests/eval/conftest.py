@@ -14,7 +14,7 @@ PIPELINE_RUN_MODELS = ("ncf", "nn", "package2vec", "lda", "br", "dam", "gnn", "w
 
 @pytest.fixture(scope="session")
 def pipeline_run(tiny_data, tiny_prepared, tmp_path_factory):
-    """``pipeline`` of every model on the tiny data (1 epoch each, 2 workers).
+    """``pipeline`` of every model on the tiny data (1 epoch each, 1 worker).
 
     The session's prepared data is copied to ``out/prepared`` first: it was prepared from
     the same inputs and seed, so the pipeline reuses it instead of preparing again.
@@ -24,7 +24,9 @@ def pipeline_run(tiny_data, tiny_prepared, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("pipeline")
     shutil.copytree(tiny_prepared["dir"], out / "prepared")
-    cfg = load_config(REPO / "configs" / "tiny.yaml", ["train.epochs=1", "train.pretrain_epochs=1"])
+    # one worker per run: the 2-worker DDP path is tested in tests/train; here start-up dominates
+    cfg = load_config(REPO / "configs" / "tiny.yaml", ["train.epochs=1", "train.pretrain_epochs=1",
+                                                      "train.num_workers=1"])
     result = pipeline(cfg, tiny_data["emr"], tiny_data["ddi"], str(out), ",".join(PIPELINE_RUN_MODELS))
     return {"out": out, "result": result, "cfg": cfg, "models": PIPELINE_RUN_MODELS, "emr": tiny_data["emr"],
             "ddi": tiny_data["ddi"]}
