@@ -117,6 +117,20 @@ class TrainConfig:
         name: Run name; re-running with the same name resumes.
         max_failures: Worker-failure retries (``FailureConfig``).
         seed: Seed of everything random.
+        rank_weight: Weight ``w`` of the candidate-ranking term added to a package model's
+            loss (:mod:`dpr_dist.models.ranking`): each training patient's own candidate
+            set (the packages of its ``rank_neighbors`` nearest other training patients
+            under the pre-trained embeddings) scored under its condition, with a listwise
+            cross-entropy towards ``softmax(F1 / rank_tau)``. 0 (the default) trains with the
+            paper's loss only (eqs. 15 / 21); the global-batch negatives are used either way.
+            ``configs/demo.yaml`` and ``configs/bench.yaml`` set 1.0: ``docs/training.md`` has
+            the measurements. Sweeps (``dpr tune``) train with the paper's loss only.
+        rank_tau: Temperature of the ranking targets.
+        rank_neighbors: Size of a training patient's candidate neighbourhood (as
+            ``eval.neighbors`` at test time).
+        hard_negatives: How many of a patient's ``negative_ratio`` negatives are drawn
+            from its candidate neighbourhood instead of the global batch (0: all from the
+            global batch; measured worse on the demo data, ``docs/training.md``).
     """
 
     epochs: int = 5
@@ -133,8 +147,18 @@ class TrainConfig:
     name: str = "dpr"
     max_failures: int = 2
     seed: int = 0
+    rank_weight: float = 0.0
+    rank_tau: float = 0.1
+    rank_neighbors: int = 10
+    hard_negatives: int = 0
 
     def __post_init__(self) -> None:
+        if self.rank_weight < 0 or self.rank_tau <= 0 or self.rank_neighbors < 1:
+            raise ValueError(f"TrainConfig: rank_weight={self.rank_weight} must be >= 0, rank_tau={self.rank_tau} "
+                             f"> 0 and rank_neighbors={self.rank_neighbors} >= 1")
+        if not 0 <= self.hard_negatives <= self.negative_ratio:
+            raise ValueError(f"TrainConfig.hard_negatives={self.hard_negatives} must be in [0, negative_ratio="
+                             f"{self.negative_ratio}]")
         res = self.worker_resources
         if not isinstance(res, dict):
             raise ValueError(f"TrainConfig.worker_resources={res!r} must be a mapping of resource name to amount")

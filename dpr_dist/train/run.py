@@ -43,6 +43,7 @@ from dpr_dist.models.ncf import NCF
 from dpr_dist.runtime import ensure_ray
 from dpr_dist.train.collate import PATIENT_COLUMNS, RECORD_COLUMNS, package_csr
 from dpr_dist.train.modeldir import load_model_dir, pair_table_from_arrow, save_model_dir, update_metrics
+from dpr_dist.train.neighbourhood import Neighbourhood
 from dpr_dist.train.worker import RunSpec, ValidationData, train_loop
 
 #: Every model :func:`train` trains: NCF, the DPR variants and the package baselines.
@@ -148,10 +149,13 @@ def _uri(cfg: Config, path: str) -> str:
 
 
 def fit(cfg: Config, kind: str, epochs: int, val: ValidationData, pretrained: dict | None = None,
-        fail_once: dict | None = None, packages: PackageCSR | None = None):
+        fail_once: dict | None = None, packages: PackageCSR | None = None,
+        neighbourhood: Neighbourhood | None = None):
     """Run (or resume) the ``TorchTrainer`` of ``kind`` and return its ``ray.train.Result``.
 
-    ``packages`` (the training packages) go to models with ``fit_packages``.
+    ``packages`` (the training packages) go to models with ``fit_packages``;
+    ``neighbourhood`` (:func:`training_neighbourhood`) to the workers' ranking term and
+    neighbourhood negatives.
     """
     import ray
     import ray.train
@@ -169,7 +173,8 @@ def fit(cfg: Config, kind: str, epochs: int, val: ValidationData, pretrained: di
     spec = RunSpec(cfg=cfg, kind=kind, epochs=epochs, num_drugs=prep.num_drugs,
                    num_doc_words=prep.num_doc_words, val=ray.put(val),
                    pretrained=ray.put(pretrained) if pretrained is not None else None, fail_once=fail_once,
-                   packages=ray.put(packages) if packages is not None else None)
+                   packages=ray.put(packages) if packages is not None else None,
+                   neighbourhood=ray.put(neighbourhood) if neighbourhood is not None else None)
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"spec": spec},
@@ -186,6 +191,21 @@ def fit(cfg: Config, kind: str, epochs: int, val: ValidationData, pretrained: di
     if result.checkpoint is None:
         raise RuntimeError(f"run {run_name(cfg, kind)} finished without a checkpoint")
     return result
+
+
+def training_neighbourhood(cfg: Config, index: CandidateIndex, prep: Prepared) -> Neighbourhood | None:
+    """The training patients' candidate neighbourhoods, when ``train.rank_weight`` or
+    ``train.hard_negatives`` asks for them (None otherwise).
+
+    Built once on the driver from the candidate index of the training split (the
+    pre-trained embeddings that also build the test-time candidate sets); the workers
+    share one object-store copy (``N x rank_neighbors`` int64 plus the packages' drug ids).
+    """
+    tc = cfg.train
+    if tc.rank_weight <= 0 and tc.hard_negatives <= 0:
+        return None
+    return Neighbourhood.build(index, tc.rank_neighbors, tc.hard_negatives, prep.relation, prep.cooc,
+                               cfg.data.threshold)
 
 
 def _read_checkpoint(result, best: bool) -> tuple[dict[str, torch.Tensor], dict, str]:
@@ -290,9 +310,10 @@ def train(cfg: Config, model: str | None = None, *, pretrained: str | None = Non
         dpr = build_model(cfg.model, prep.num_drugs, prep.num_doc_words, NOTE_VOCAB_SIZE)
         trainable = getattr(dpr, "trainable", True) is not False
         packages = package_csr(train_tab) if hasattr(dpr, "fit_packages") else None
+        hood = training_neighbourhood(cfg, index, prep) if trainable else None
         result = fit(cfg, kind, cfg.train.epochs if trainable else 1,  # NN: one epoch that only validates
                      ValidationData(val_tab, cands, top_k, prep.relation, prep.cooc), ncf.state_dict(), fail_once,
-                     packages)
+                     packages, hood)
         state, best, path = _read_checkpoint(result, best=True)
         _, latest, _ = _read_checkpoint(result, best=False)
         dpr.load_state_dict(state)  # parameters and fitted buffers

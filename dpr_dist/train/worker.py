@@ -12,7 +12,10 @@ wraps the model). It then wraps the model in DDP and, for each remaining epoch,
    ``train.batch_size // num_workers`` records, a seeded local shuffle per epoch);
 2. per step collates the batch, all-gathers the global batch's packages (or drugs) and
    samples the negatives from it (:mod:`dpr_dist.train.negatives`), and takes one Adam
-   step on BPR (+ the interaction-type CE for AG) + ``l2 * ||Theta||^2``;
+   step on BPR (+ the interaction-type CE for AG) + ``l2 * ||Theta||^2``; with a
+   candidate neighbourhood (``train.rank_weight``, ``train.hard_negatives``,
+   :mod:`dpr_dist.train.neighbourhood`) also the candidate-ranking term
+   (:mod:`dpr_dist.models.ranking`) and / or neighbourhood negatives;
 3. validates on its slice of the validation split (candidate picking for package
    models, top-``K`` drugs for NCF) and all-reduces F1;
 4. reports the same metrics on every rank, rank 0 attaching the checkpoint.
@@ -49,6 +52,7 @@ from dpr_dist.eval.metrics import package_prf, topk_drugs
 from dpr_dist.models.dpr import build_model as build_named_model
 from dpr_dist.models.layers import l2_penalty
 from dpr_dist.models.ncf import NCF
+from dpr_dist.models.ranking import CandidateRanking
 from dpr_dist.runtime import seed_everything
 from dpr_dist.train.collate import collate_packages, collate_patients, collate_positives, package_csr
 from dpr_dist.train.negatives import (
@@ -88,6 +92,9 @@ class RunSpec:
         pretrained: Object ref of the pre-trained NCF state dict (package models).
         packages: Object ref of the training packages (a ``PackageCSR``) for models with
             ``fit_packages``; None otherwise.
+        neighbourhood: Object ref of the training patients' candidate neighbourhoods (a
+            :class:`~dpr_dist.train.neighbourhood.Neighbourhood`) for the ranking term and
+            neighbourhood negatives; None: the paper's loss with global-batch negatives only.
         fail_once: Test hook: ``{"epoch", "step", "rank", "marker"}``; that rank exits
             the process at that step unless ``marker`` exists (created first), so the
             failure happens once.
@@ -102,6 +109,7 @@ class RunSpec:
     pretrained: Any = None
     fail_once: dict | None = None
     packages: Any = None
+    neighbourhood: Any = None
 
 
 @dataclass
@@ -185,6 +193,12 @@ class _Runner:
         self.spec, self.rank, self.world, self.device = spec, rank, world, device
         self.tc = spec.cfg.train
         self.val: ValidationData = _resolve(spec.val)
+        self.hood = _resolve(spec.neighbourhood) if spec.neighbourhood is not None else None
+
+    @property
+    def ranks(self) -> bool:
+        """Whether steps add the candidate-ranking term (a neighbourhood and a weight > 0)."""
+        return self.hood is not None and self.tc.rank_weight > 0 and self.spec.kind != "ncf"
 
     # ------------------------------------------------------------------ steps
     def step(self, ddp: nn.Module, model: nn.Module, table, rng: np.random.Generator) -> dict[str, float]:
@@ -201,15 +215,24 @@ class _Runner:
             own = collate_packages(table, self.spec.cfg.data.threshold, self.spec.num_drugs)
             glob = gather_packages(own, self.rank)
             neg = sample_negative_packages(glob.packages.keys(), glob.own(), k, rng)
-            graphs = glob.packages.take(negative_layout(glob.own(), neg)).to_batch()
+            packages, hood_share = glob.packages, 0.0
+            ids = table["record_id"].to_pylist() if self.hood is not None else []
+            if self.hood is not None and self.tc.hard_negatives > 0:  # the last slots from the neighbourhood
+                packages, neg, hood_share = self.hood.extend(packages, neg, ids, rng)
+            graphs = packages.take(negative_layout(glob.own(), neg)).to_batch()
             owner = torch.arange(len(own)).repeat_interleave(1 + k)
             fast = getattr(model, "fast", False)  # DPR's fast path; baselines have none
             plan = model.plan(graphs, owner, len(own), k).to(self.device) if fast else None  # on the CPU
             extra_args = {"plan": plan} if plan is not None else {}
+            if self.ranks:
+                cands = self.hood.candidates(ids, package_csr(table), model)
+                extra_args["candidates"] = cands.to(self.device) if cands is not None else None
             loss, extra = ddp(patients, graphs.to(self.device), owner.to(self.device), k, **extra_args)
+            remote = glob.rank_of(neg[neg < len(glob.packages)]) != self.rank  # global-batch negatives only
             stats = {"gather_bytes": float(glob.bytes_sent),
-                     "neg_remote_frac": float(np.mean(glob.rank_of(neg) != self.rank)),
-                     "pair_acc": float(extra["pair_acc"])}
+                     "neg_remote_frac": float(remote.mean()) if remote.size else 0.0,
+                     "pair_acc": float(extra["pair_acc"]), "hood_share": hood_share,
+                     "rank": float(extra["rank"]) if "rank" in extra else 0.0}
         loss = loss + self.tc.l2 * l2_penalty(model.parameters())
         return {"loss_tensor": loss, **stats}
 
@@ -282,7 +305,9 @@ def train_loop(config: dict) -> None:
     if state.next_epoch == 0 and rank == 0 and fit_packages(model, spec.packages, spec.num_drugs, tc.seed):
         _say(f"[{spec.kind}] fitted on the training packages")  # DDP broadcasts the buffers below
     trainable = is_trainable(model)
-    ddp = ray.train.torch.prepare_model(model)
+    # The ranking term wraps the model's own loss; the wrapper holds no parameters of its own.
+    ddp = ray.train.torch.prepare_model(CandidateRanking(model, tc.rank_weight, tc.rank_tau) if runner.ranks
+                                        else model)
     optim = torch.optim.Adam(model.parameters(), lr=tc.lr)
     if optim_state is not None:
         optim.load_state_dict(optim_state)
@@ -294,7 +319,7 @@ def train_loop(config: dict) -> None:
     for epoch in range(state.next_epoch, spec.epochs):
         model.train()
         t0 = time.perf_counter()
-        keys = ("loss", "records", "gather_bytes", "neg_remote_frac", "pair_acc", "steps")
+        keys = ("loss", "records", "gather_bytes", "neg_remote_frac", "pair_acc", "hood_share", "rank", "steps")
         sums = dict.fromkeys(keys, 0.0)
         batches = shard.iter_batches(batch_size=local_batch, batch_format="pyarrow", prefetch_batches=1,
                                      local_shuffle_buffer_size=4 * local_batch,
@@ -325,7 +350,8 @@ def train_loop(config: dict) -> None:
             "records": int(total["records"]),
         }
         if spec.kind != "ncf":
-            metrics.update(neg_remote_frac=total["neg_remote_frac"] / steps, pair_acc=total["pair_acc"] / steps)
+            metrics.update(neg_remote_frac=total["neg_remote_frac"] / steps, pair_acc=total["pair_acc"] / steps,
+                           hood_neg_share=total["hood_share"] / steps, rank_loss=total["rank"] / steps)
         if val_f1 > state.best_val_f1:
             state.best_val_f1, state.best_epoch = val_f1, epoch
         state.history.append(metrics)

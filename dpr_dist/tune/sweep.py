@@ -260,6 +260,10 @@ def run_sweep(cfg: Config, model: str | None = None) -> dict[str, Any]:
     if kind not in VARIANTS:
         raise ValueError(f"tune: model {kind!r} is not a DPR variant; expected one of {sorted(VARIANTS)}")
     cfg = replace(cfg, model=replace(cfg.model, name=kind))
+    if cfg.train.rank_weight > 0 or cfg.train.hard_negatives > 0:
+        log.warning("sweep trials train with the paper's loss only: train.rank_weight=%s and "
+                    "train.hard_negatives=%s apply to dpr train / dpr pipeline, not to trials",
+                    cfg.train.rank_weight, cfg.train.hard_negatives)
     space = search_space(cfg, kind)
     root = sweep_dir(cfg)
     prep = _prepared(cfg)

@@ -33,7 +33,8 @@ def setup(tiny_prepared, tmp_path_factory):
     prepared = root / "prepared"
     shutil.copytree(tiny_prepared["dir"], prepared)
     cfg = load_config(REPO / "configs" / "tiny.yaml",
-                      [f"data.prepared={prepared}", f"train.storage_path={root / 'ray'}"])
+                      [f"data.prepared={prepared}", f"train.storage_path={root / 'ray'}",
+                       "train.rank_weight=1.0"])  # the demo's training: paper loss + candidate ranking
     return cfg, root
 
 
@@ -96,6 +97,14 @@ def test_negatives_come_from_both_ranks(faulted):
     for h in faulted["metrics"]["history"]:
         assert 0.2 < h["neg_remote_frac"] < 0.8  # ~half of the global batch lives on the other rank
         assert h["gather_bytes_per_step"] > 0
+
+
+def test_candidate_ranking_term_trains_when_enabled(faulted):
+    cfg = faulted["cfg"]
+    assert cfg.train.rank_weight > 0 and cfg.train.hard_negatives == 0  # as the setup fixture asks
+    for h in faulted["metrics"]["history"]:
+        assert h["rank_loss"] > 0  # each patient's own candidate set was scored and ranked
+        assert h["hood_neg_share"] == 0.0  # all BPR negatives from the global batch
 
 
 def test_same_seed_same_metrics_with_s3_storage(faulted, s3_server):

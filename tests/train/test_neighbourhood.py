@@ -1,0 +1,137 @@
+"""Neighbourhood negatives: nearest other patients, never the own package, graphs as at test time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dpr_dist.data.graphs import PairTable
+from dpr_dist.eval.candidates import CandidateIndex, PackageCSR, gather_rows
+from dpr_dist.eval.evaluate import candidate_graphs
+from dpr_dist.train.neighbourhood import Neighbourhood, neighbour_table, package_graphs, sample_neighbours
+from dpr_dist.train.packages import PackageSet
+
+M = 25
+
+
+def make_index(n: int = 40, seed: int = 0) -> tuple[CandidateIndex, list[np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    pkgs = [np.sort(rng.choice(M, size=int(rng.integers(2, 7)), replace=False)) for _ in range(n)]
+    pkgs[5] = pkgs[3].copy()  # two patients with the same package
+    pkgs[7] = pkgs[3].copy()
+    emb = torch.from_numpy(rng.normal(size=(n, 6)).astype(np.float32))
+    emb[5] = emb[3] + 1e-3  # ... that are each other's nearest neighbours
+    return CandidateIndex(emb, pkgs, [f"R{i:03d}" for i in range(n)]), pkgs
+
+
+def tables() -> tuple[PairTable, PairTable]:
+    rng = np.random.default_rng(1)
+    keys = np.unique(rng.integers(0, M * M, 150))
+    relation = PairTable(M, keys[::3], rng.integers(0, 3, len(keys[::3])).astype(np.int8))
+    cooc = PairTable(M, keys, rng.random(len(keys)).astype(np.float32) * 0.2)
+    return relation, cooc
+
+
+def test_neighbour_table_is_nearest_others_without_own_package():
+    index, pkgs = make_index()
+    table = neighbour_table(index, k=4)
+    assert table.shape == (40, 4)
+    n = len(index)
+    for i in range(n):
+        row = table[i][table[i] >= 0]
+        assert i not in row
+        assert all(not np.array_equal(pkgs[j], pkgs[i]) for j in row)  # never the own package
+        # the same rows as a brute-force search over the allowed rows, most similar first
+        allowed = [j for j in range(n) if j != i and not np.array_equal(pkgs[j], pkgs[i])]
+        sims = (index.embeddings[i] @ index.embeddings[allowed].T).numpy()
+        # distinct packages only (the candidate sets are de-duplicated the same way)
+        seen, expect = set(), []
+        for j in np.asarray(allowed)[np.argsort(-sims, kind="stable")]:
+            key = tuple(pkgs[j])
+            if key not in seen:
+                seen.add(key)
+                expect.append(j)
+        assert row.tolist() == expect[:4]
+    assert 5 not in table[3] and 7 not in table[3] and 3 not in table[5]
+
+
+def test_sample_neighbours_without_replacement_and_padding():
+    table = np.array([[4, 5, 6, -1], [7, -1, -1, -1], [-1, -1, -1, -1]], np.int64)
+    rng = np.random.default_rng(0)
+    out = sample_neighbours(table, np.array([0, 1, 2, -1]), 3, rng)
+    assert out.shape == (4, 3)
+    assert sorted(out[0].tolist()) == [4, 5, 6]  # all three, no repeat
+    assert out[1].tolist() == [7, 7, 7]  # a small neighbourhood wraps around
+    assert out[2].tolist() == [-1, -1, -1] and out[3].tolist() == [-1, -1, -1]
+    draws = np.stack([sample_neighbours(table, np.array([0]), 1, np.random.default_rng(s))[0, 0] for s in range(60)])
+    assert set(draws.tolist()) == {4, 5, 6}  # every neighbour gets drawn
+
+
+def test_graphs_match_candidate_graphs():
+    index, _ = make_index()
+    relation, cooc = tables()
+    csr = gather_rows(PackageCSR(index.indptr, index.indices), np.array([0, 3, 9]))
+    mine = package_graphs(csr, relation, cooc, 0.05).to_batch()
+    ref = candidate_graphs(csr, relation, cooc, 0.05)
+    for key in ("drug", "edge_index", "edge_rel", "edge_w", "batch"):
+        assert torch.equal(getattr(mine, key), getattr(ref, key)), key
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_extend_fills_last_slots_with_neighbourhood_packages(count):
+    index, pkgs = make_index()
+    relation, cooc = tables()
+    hard = Neighbourhood.build(index, k=5, count=count, relation=relation, cooc=cooc, threshold=0.05)
+    rows = np.array([3, 10, 20])
+    batch = package_graphs(gather_rows_(index, rows), relation, cooc, 0.05)
+    neg = np.array([[1, 2, 1, 2], [0, 2, 0, 2], [0, 1, 1, 0]], np.int64)  # global-batch negatives
+    ids = [f"R{r:03d}" for r in rows]
+    ps, out, share = hard.extend(batch, neg, ids, np.random.default_rng(0))
+    assert out.shape == neg.shape and share == pytest.approx(count / 4)
+    assert np.array_equal(out[:, : 4 - count], neg[:, : 4 - count])  # global negatives kept
+    assert isinstance(ps, PackageSet) and len(ps) == 3 + 3 * count
+    got = ps.packages()
+    for i, r in enumerate(rows):
+        for j in out[i, 4 - count:]:
+            assert j >= 3  # appended packages
+            assert not np.array_equal(np.sort(got[j]), pkgs[r])  # never the own package
+            assert any(np.array_equal(np.sort(got[j]), index.package(t)) for t in hard.table[r] if t >= 0)
+
+
+def test_extend_unknown_patient_keeps_global_negatives():
+    index, _ = make_index()
+    relation, cooc = tables()
+    hard = Neighbourhood.build(index, k=5, count=2, relation=relation, cooc=cooc, threshold=0.05)
+    batch = package_graphs(gather_rows_(index, np.array([1, 2])), relation, cooc, 0.05)
+    neg = np.array([[1, 1, 1], [0, 0, 0]], np.int64)
+    ps, out, share = hard.extend(batch, neg, ["R001", "not-a-training-record"], np.random.default_rng(0))
+    assert np.array_equal(out[1], neg[1]) and (out[0, 1:] >= 2).all()
+    assert share == pytest.approx(2 / 6) and len(ps) == 4
+
+
+def gather_rows_(index: CandidateIndex, rows: np.ndarray) -> PackageCSR:
+    """Packages ``rows`` of the index."""
+    return gather_rows(PackageCSR(index.indptr, index.indices), rows)
+
+
+def test_candidates_grid_targets_are_f1_against_own_package():
+    index, pkgs = make_index()
+    relation, cooc = tables()
+    hard = Neighbourhood.build(index, k=4, count=0, relation=relation, cooc=cooc, threshold=0.05)
+    rows = np.array([3, 11])
+    ids = [f"R{r:03d}" for r in rows] + ["unknown"]
+    own = gather_rows_(index, np.array([3, 11, 12]))
+    cb = hard.candidates(ids, own)
+    assert cb.plan is None and cb.valid.shape == (3, 4)
+    assert not cb.valid[2].any()  # an id outside the training split has no candidate set
+    drugs, batch = cb.graphs.drug.numpy(), cb.graphs.batch.numpy()
+    for c, (o, slot) in enumerate(zip(cb.owner.tolist(), cb.slot.tolist())):
+        r, col = divmod(slot, 4)
+        assert r == o and cb.valid[r, col]
+        cand = set(drugs[batch == c].tolist())
+        assert cand == set(index.package(hard.table[rows[r], col]).tolist())
+        truth = set(pkgs[rows[r]].tolist())
+        inter = len(cand & truth)
+        f1 = 2 * inter / (len(cand) + len(truth))
+        assert float(cb.target[r, col]) == pytest.approx(f1)
