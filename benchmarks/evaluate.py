@@ -58,23 +58,9 @@ from dpr_dist.train.collate import collate_patients, package_csr  # noqa: E402
 from dpr_dist.train.modeldir import ModelBundle, load_model_dir  # noqa: E402
 from dpr_dist.train.run import load_prepared, read_records  # noqa: E402
 
+from _common import ensure_prepared  # noqa: E402  (benchmarks/_common.py)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def ensure_prepared(cfg: Config, workdir: str, records: int, drugs: int) -> str:
-    """``workdir/synth-{records}-{drugs}/prepared`` (generated and prepared once)."""
-    out = os.path.join(workdir, f"synth-{records}-{drugs}")
-    prepared = os.path.join(out, "prepared")
-    if os.path.exists(os.path.join(prepared, "manifest.json")):
-        return prepared
-    from dpr_dist.data import synth
-    from dpr_dist.data.prepare import prepare
-
-    emr, ddi = synth.generate(records, drugs, seed=cfg.seed, conditions=cfg.synth.conditions,
-                              notes=cfg.synth.notes, mean_package=cfg.synth.mean_package)
-    synth.write(emr, ddi, out)
-    prepare(cfg, emr=os.path.join(out, "emr"), ddi=os.path.join(out, "ddi.parquet"), out=prepared)
-    return prepared
 
 
 def untrained_bundle(cfg: Config, prepared: str, model: str) -> ModelBundle:
