@@ -37,6 +37,12 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="seed of everything random (overrides seed and train.seed)")
 
 
+def _run_args(p: argparse.ArgumentParser) -> None:
+    """``--prepared`` and ``--storage-path``, the shortcuts :func:`_with_data` applies."""
+    p.add_argument("--prepared", help="prepared data directory (default: data.prepared)")
+    p.add_argument("--storage-path", help="checkpoints and run state, local or s3:// (default: train.storage_path)")
+
+
 def _load(args: argparse.Namespace) -> Config:
     overrides = list(args.overrides)
     if getattr(args, "seed", None) is not None:
@@ -239,8 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Pre-train the patient encoder and drug embeddings with NCF and BPR on Ray Train\n"
             "(train.num_workers DDP workers). Re-running with the same train.name resumes.\n"
             "Prints the URI of the best checkpoint (by validation F1 of NCF's top-K drugs).")
-    p.add_argument("--prepared", help="prepared data directory (default: data.prepared)")
-    p.add_argument("--storage-path", help="checkpoints and run state, local or s3:// (default: train.storage_path)")
+    _run_args(p)
     _config_args(p)
 
     p = add("train", cmd_train, "train one package model on Ray Train",
@@ -251,8 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None,
                    help="ag, wg, gnn, wg_context, wg_type, ag_mask, ag_type, ncf, nn, package2vec, lda, br, dam "
                         "(default: model.name)")
-    p.add_argument("--prepared", help="prepared data directory (default: data.prepared)")
-    p.add_argument("--storage-path", help="checkpoints and run state, local or s3:// (default: train.storage_path)")
+    _run_args(p)
     p.add_argument("--out", help="model directory (default: {storage_path}/{name}-{model}/model)")
     _config_args(p)
 
@@ -263,8 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
             "parameter-importance plots, and the best model directory (best/) with test metrics.\n"
             "Re-running with the same tune.name resumes the sweep. See docs/tuning.md.")
     p.add_argument("--model", help="DPR variant to tune (default: model.name)")
-    p.add_argument("--prepared", help="prepared data directory (default: data.prepared)")
-    p.add_argument("--storage-path", help="checkpoints and run state, local or s3:// (default: train.storage_path)")
+    _run_args(p)
     _config_args(p)
 
     p = add("evaluate", cmd_evaluate, "metrics of a model directory on a split",
