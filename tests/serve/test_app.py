@@ -65,6 +65,7 @@ def test_health_and_model(service, model_dirs):
     h = requests.get(service["url"] + "/v1/health", timeout=30)
     assert h.status_code == 200 and h.json()["status"] == "ok" and h.json()["model"] == "ag"
     assert h.json()["model_version"] == model_version(model_dirs["ag"]) and h.headers["x-request-id"]
+    assert h.json()["ingress"] == "haproxy"  # the shipped mode: HAProxy in front, replicas take HTTP directly
     m = requests.get(service["url"] + "/v1/model", timeout=30).json()
     assert m["name"] == "ag" and m["version"] == model_version(model_dirs["ag"])
     assert m["manifest"]["table1"]["records"] > 0 and m["metrics"]["test"] == {"f1": 0.0}
