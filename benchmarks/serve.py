@@ -13,16 +13,20 @@ Then, for each server in turn (the other one stopped):
 * ``serve``: the Ray Serve application (:func:`dpr_dist.serve.app.run_service`), requests
   batched inside the replica (``@serve.batch``), once per ingress mode (``--ingress``):
   ``haproxy`` (the default of ``serve.ingress``: HAProxy forwards to the replica's own HTTP
-  server) and ``proxy`` (Ray's Python proxy actor hands requests to the replica over Ray);
+  server) and ``proxy`` (Ray's Python proxy actor hands requests to the replica over Ray),
+  with ``--replicas`` replicas of one CPU each (default 2: one per core of the 2-core
+  development machine) and batches that wait up to ``--batch-wait-timeout-s`` (0.02 s) to fill;
 
 ``C`` concurrent clients (threads with ``requests`` sessions) send ``--requests`` requests
 (random patients) over loopback after a warm-up. Printed: throughput, p50/p95/p99
 latency, errors (must be 0), the CPU time per request of the server processes (plain: the
 uvicorn process; Serve: the replica plus HAProxy or the proxy actor) and of the client,
-and each throughput as a ratio of the plain server's. CPU time per request does not depend on what else runs on
-the machine; latency and throughput do, so run it on an otherwise idle machine.
+and each throughput as a ratio of the plain server's. CPU time per request does not
+depend on what else runs on the machine; latency and throughput do, so run it on an
+otherwise idle machine.
 
     python benchmarks/serve.py --requests 800 --concurrency 16        # paper scale
+    python benchmarks/serve.py --requests 800 --concurrency 16 --replicas 1 2   # and 1 replica
     python benchmarks/serve.py --train-patients 5000 --requests 120   # a smoke run
 """
 
@@ -266,9 +270,10 @@ def run_plain(model_dir: str, patients, n: int, concurrency: list[int], warmup: 
 
 
 def run_serve(model_dir: str, patients, n: int, concurrency: list[int], replica_cpus: float,
-              max_batch_size: int, warmup: int = 48, ingress: str = "haproxy") -> list[dict]:
-    """The Ray Serve application on a fresh local Ray started in ``ingress`` mode
-    (``serve.ingress``: ``haproxy`` or ``proxy``)."""
+              max_batch_size: int, warmup: int = 48, ingress: str = "haproxy", replicas: int = 1,
+              batch_wait_s: float = 0.005) -> list[dict]:
+    """The Ray Serve application with ``replicas`` replicas on a fresh local Ray started in
+    ``ingress`` mode (``serve.ingress``: ``haproxy`` or ``proxy``)."""
     import ray
     from ray import serve
 
@@ -280,7 +285,8 @@ def run_serve(model_dir: str, patients, n: int, concurrency: list[int], replica_
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         cfg = load_config(None, [f"serve.model_dir={model_dir}", f"serve.port={_free_port()}",
-                                 f"serve.max_batch_size={max_batch_size}", f"serve.ingress={ingress}"])
+                                 f"serve.max_batch_size={max_batch_size}", f"serve.ingress={ingress}",
+                                 f"serve.num_replicas={replicas}", f"serve.batch_wait_timeout_s={batch_wait_s}"])
         url = run_service(cfg, blocking=False, num_cpus=replica_cpus, wait_s=600)
         _wait(url)
         running = requests.get(url + "/v1/health", timeout=30).json()["ingress"]
@@ -304,7 +310,12 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=800, help="measured requests per server and concurrency")
     p.add_argument("--concurrency", type=int, nargs="+", default=[16], help="concurrent clients (one or more)")
     p.add_argument("--replica-cpus", type=float, default=1.0, help="num_cpus of the Serve replica")
-    p.add_argument("--max-batch-size", type=int, default=16)
+    p.add_argument("--max-batch-size", type=int, default=8,
+                   help="serve.max_batch_size (default 8: the clients per replica at 16 clients and 2 replicas)")
+    p.add_argument("--batch-wait-timeout-s", type=float, default=0.02,
+                   help="serve.batch_wait_timeout_s: how long a batch waits to fill (default 0.02)")
+    p.add_argument("--replicas", type=int, nargs="+", default=[2],
+                   help="serve.num_replicas to measure (one or more; default 2, one per core here)")
     p.add_argument("--train-patients", type=int, default=N_TRAIN,
                    help=f"training patients in the candidate index (default {N_TRAIN:,}, paper scale)")
     p.add_argument("--warmup", type=int, default=48, help="unmeasured requests before each measurement")
@@ -319,20 +330,22 @@ def main() -> None:
     if args.only != "serve":
         rows += [{"server": "plain (uvicorn, 1 process)", **r} for r in run_plain(model_dir, patients, args.requests,
                                                                                   args.concurrency, args.warmup)]
-    names = {"haproxy": "Ray Serve, HAProxy ingress", "proxy": "Ray Serve, Python proxy"}
+    names = {"haproxy": "HAProxy", "proxy": "Python proxy"}
     if args.only != "plain":
         for mode in args.ingress:
-            rows += [{"server": names[mode], **r} for r in run_serve(
-                model_dir, patients, args.requests, args.concurrency, args.replica_cpus, args.max_batch_size,
-                args.warmup, mode)]
+            for n_rep in args.replicas:
+                rows += [{"server": f"Ray Serve, {names[mode]}, {n_rep} repl.", **r} for r in run_serve(
+                    model_dir, patients, args.requests, args.concurrency, args.replica_cpus, args.max_batch_size,
+                    args.warmup, mode, n_rep, args.batch_wait_timeout_s)]
     print(f"\nPOST /v1/recommend, {args.train_patients} training patients in the index, random weights, "
+          f"max batch {args.max_batch_size}, batch wait {args.batch_wait_timeout_s} s, "
           f"{os.cpu_count()} cores")
-    print(f"{'server':<30}{'clients':>8}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}"
+    print(f"{'server':<34}{'clients':>8}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'errors':>8}"
           f"{'server CPU ms/req':>19}{'client CPU ms/req':>19}{'vs plain':>10}")
     plain = {r["concurrency"]: r["throughput"] for r in rows if r["server"].startswith("plain")}
     for r in rows:
         ratio = f"{r['throughput'] / plain[r['concurrency']]:.2f}x" if r["concurrency"] in plain else "-"
-        print(f"{r['server']:<30}{r['concurrency']:>8}{r['throughput']:>9.1f}{r['p50']:>9.1f}{r['p95']:>9.1f}"
+        print(f"{r['server']:<34}{r['concurrency']:>8}{r['throughput']:>9.1f}{r['p50']:>9.1f}{r['p95']:>9.1f}"
               f"{r['p99']:>9.1f}{r['errors']:>8}{r['server_cpu_ms']:>19.1f}{r['client_cpu_ms']:>19.1f}{ratio:>10}")
     if any(r["errors"] for r in rows):
         sys.exit(f"{sum(r['errors'] for r in rows)} requests failed: the error count must be zero")
