@@ -4,6 +4,7 @@ and small synthetic data sets prepared once per session."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -22,6 +23,25 @@ def shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"shared data not available: {path} (CI and developer machines have it)")
     return path
+
+
+# A line Ray's driver threads print into this process's stdout: a raylet message such as
+# "(raylet) Task ServeController.graceful_shutdown failed ..." that Serve's own shutdown causes
+# and that arrives seconds later, in whichever test runs then, or a worker's log line.
+_RAY_DRIVER_LINE = re.compile(r"^(\x1b\[[0-9;]*m)?\((raylet|autoscaler|[A-Za-z_]*\s*pid=[^)]*)\)")
+
+
+@pytest.fixture
+def dpr_stdout(capsys):
+    """Reads what ``dpr`` printed to stdout so far, without Ray's own driver lines.
+
+    Returns:
+        A function that returns the captured stdout (and clears the capture), Ray's lines removed.
+    """
+    def read() -> str:
+        out = capsys.readouterr().out
+        return "".join(line for line in out.splitlines(keepends=True) if not _RAY_DRIVER_LINE.match(line))
+    return read
 
 
 def _free_port() -> int:

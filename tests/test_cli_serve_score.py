@@ -28,22 +28,16 @@ def test_serve_and_score_are_subcommands_with_their_options():
 
 @pytest.mark.parametrize("command,words", [("serve", ["/v1/recommend", "/v1/score", "/v1/generate", "--reload"]),
                                            ("score", ["results/", "rejects/", "resumes", "--num-actors"])])
-def test_help_says_what_it_does(command, words, capsys):
+def test_help_says_what_it_does(command, words, dpr_stdout):
     with pytest.raises(SystemExit) as exc:
         main([command, "--help"])
     assert exc.value.code == 0
-    out = capsys.readouterr().out
+    out = dpr_stdout()
     assert out.startswith(f"usage: dpr {command}") and all(w in out for w in words)
 
 
-def _printed_json(out: str) -> dict:
-    """The JSON summary ``dpr`` prints; Ray's own driver messages (e.g. a raylet line about an
-    earlier test's Serve shutdown) can land on the same stdout before it."""
-    return json.loads(out if out.startswith("{") else out[out.index("\n{\n") + 1:])
-
-
 @pytest.mark.slow
-def test_score_a_backlog_from_the_command_line(ray_session, tiny_data, tiny_prepared, tmp_path, capsys):
+def test_score_a_backlog_from_the_command_line(ray_session, tiny_data, tiny_prepared, tmp_path, dpr_stdout):
     model_dir = build_model_dir(str(tiny_prepared["dir"]), str(tmp_path / "model"), "ag", seed=5)
     backlog = str(tmp_path / "backlog.parquet")  # the EMR contract without drugs, 4 row groups
     pq.write_table(tiny_data["emr_table"].drop_columns(["drugs"]), backlog, row_group_size=100)
@@ -52,13 +46,13 @@ def test_score_a_backlog_from_the_command_line(ray_session, tiny_data, tiny_prep
     argv = ["score", "--model-dir", model_dir, "--input", backlog, "--out", out, "--rows-per-shard", "128",
             "--batch-size", "64"]
     assert main(argv) == 0
-    summary = _printed_json(capsys.readouterr().out)
+    summary = json.loads(dpr_stdout())
     assert summary["read"] == rows == summary["scored"] + summary["rejected"] and summary["scored"] > 0
     assert summary["shards_skipped"] == 0 and summary["shards"] == summary["shards_scored"] >= 2
     results = pq.read_table(Path(out) / "results")
     assert results.num_rows == summary["scored"] == len(set(results["record_id"].to_pylist()))
     assert main(argv) == 0  # a re-run finds every shard done
-    again = _printed_json(capsys.readouterr().out)
+    again = json.loads(dpr_stdout())
     assert again["shards_scored"] == 0 and again["read"] == rows
 
 

@@ -18,23 +18,23 @@ from dpr_dist.train.run import read_records
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _help(command: str, capsys) -> str:
+def _help(command: str, dpr_stdout) -> str:
     with pytest.raises(SystemExit) as exc:
         main([command, "--help"])
     assert exc.value.code == 0
-    return capsys.readouterr().out
+    return dpr_stdout()
 
 
-def test_pipeline_help_documents_inputs_models_and_outputs(capsys):
-    out = _help("pipeline", capsys)
+def test_pipeline_help_documents_inputs_models_and_outputs(dpr_stdout):
+    out = _help("pipeline", dpr_stdout)
     assert out.startswith("usage: dpr pipeline")
     for text in ("--emr", "--ddi", "--out", "--models", "--config", "--seed", "metrics.json", "predictions.parquet",
                  "ncf,nn,package2vec,lda,br,dam,gnn,wg,ag", "popularity", "example:"):
         assert text in out, text
 
 
-def test_experiment_help_lists_every_experiment_and_option(capsys):
-    out = _help("experiment", capsys)
+def test_experiment_help_lists_every_experiment_and_option(dpr_stdout):
+    out = _help("experiment", dpr_stdout)
     assert out.startswith("usage: dpr experiment")
     for text in ("table4", "table5", "table6", "fig6", "fig7", "fig8", "case", "generation", "--which", "--seeds",
                  "--thresholds", "--negatives", "--layers", "--group", "--tsne-patients", "--patient", "--config",
