@@ -4,9 +4,9 @@ ASHA stops a trial by ending its driver function's actor. The Ray Train controll
 the function started dies with it, and so do the controller's workers, but not the
 workers' placement group: a placement group lives as long as its creator's *job*, here the
 sweep's driver. Ray Train removes it from a ``PlacementGroupCleaner`` that asks the Ray
-state API (the dashboard) whether the controller is alive; local Ray sessions
-(:func:`dpr_dist.runtime.ensure_ray`, the tests) run without the dashboard, and there the
-reserved CPUs/GPUs stay taken and the next trials wait forever.
+state API (the dashboard) whether the controller is alive. Where there is no dashboard
+(the tests' session cluster, a cluster started without one) or it does not answer in time,
+the reserved CPUs/GPUs stay taken and the next trials wait forever.
 
 :class:`PlacementGroupReaper` removes them without the state API: a small actor of the
 sweep's driver (no CPU) to which each Train run registers ``(controller, placement
