@@ -49,11 +49,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from dpr_dist.config import Config, load_config  # noqa: E402
 from dpr_dist.data.documents import NOTE_VOCAB_SIZE  # noqa: E402
-from dpr_dist.eval.candidates import CandidateIndex, PackageCSR  # noqa: E402
+from dpr_dist.eval.candidates import CandidateIndex  # noqa: E402
 from dpr_dist.eval.evaluate import candidate_graphs, encode_records, pick_packages  # noqa: E402
 from dpr_dist.eval.metrics import mean_package_size  # noqa: E402
-from dpr_dist.models.dpr import build_model  # noqa: E402
+from dpr_dist.eval.package_csr import PackageCSR  # noqa: E402
 from dpr_dist.models.ncf import NCF  # noqa: E402
+from dpr_dist.models.variants import build_model  # noqa: E402
 from dpr_dist.train.collate import collate_patients, package_csr  # noqa: E402
 from dpr_dist.train.modeldir import ModelBundle, load_model_dir  # noqa: E402
 from dpr_dist.train.run import load_prepared, read_records  # noqa: E402

@@ -30,9 +30,9 @@ from dpr_dist.data.documents import NOTE_VOCAB_SIZE
 from dpr_dist.eval.candidates import CandidateIndex
 from dpr_dist.eval.evaluate import encode_records, pick_packages, popularity_packages
 from dpr_dist.eval.metrics import mean_package_size, oracle_ceiling, package_prf, topk_drugs
-from dpr_dist.models.dpr import build_model
 from dpr_dist.models.layers import l2_penalty
 from dpr_dist.models.ncf import NCF
+from dpr_dist.models.variants import build_model
 from dpr_dist.runtime import seed_everything
 from dpr_dist.train.collate import (RECORD_COLUMNS, collate_packages, collate_patients, collate_positives,
                                     package_csr)

@@ -1,14 +1,6 @@
 """Evaluation: candidate sets from similar training patients and package metrics (paper 5.1.1)."""
 
-from dpr_dist.eval.candidates import (
-    CandidateIndex,
-    Candidates,
-    PackageCSR,
-    brute_force_topk,
-    gather_rows,
-    multihot,
-    packages_to_csr,
-)
+from dpr_dist.eval.candidates import CandidateIndex, Candidates, brute_force_topk
 from dpr_dist.eval.metrics import (
     ANTAGONISM,
     antagonism_rate,
@@ -18,6 +10,7 @@ from dpr_dist.eval.metrics import (
     summarize,
     topk_drugs,
 )
+from dpr_dist.eval.package_csr import PackageCSR, gather_rows, multihot, packages_to_csr
 
 __all__ = [
     "ANTAGONISM",

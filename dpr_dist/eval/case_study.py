@@ -10,9 +10,9 @@ import pyarrow.compute as pc
 
 from dpr_dist.data import io
 from dpr_dist.data.graphs import ANTAGONISM, SYNERGISM, package_edges
-from dpr_dist.eval.candidates import PackageCSR
 from dpr_dist.eval.evaluate import candidate_graphs, encode_records
 from dpr_dist.eval.experiment_report import markdown_table
+from dpr_dist.eval.package_csr import PackageCSR
 from dpr_dist.train.collate import package_csr
 from dpr_dist.train.run import read_records
 

@@ -29,8 +29,9 @@ from torch import Tensor
 from torch_geometric.data import Batch
 
 from dpr_dist.data.graphs import PairTable, package_edges
-from dpr_dist.eval.candidates import Candidates, PackageCSR
+from dpr_dist.eval.candidates import Candidates
 from dpr_dist.eval.metrics import oracle_ceiling, summarize, topk_drugs
+from dpr_dist.eval.package_csr import PackageCSR
 from dpr_dist.models.batch import PatientBatch
 from dpr_dist.train.collate import collate_patients, package_csr
 from dpr_dist.train.packages import PackageSet

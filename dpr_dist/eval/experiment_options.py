@@ -52,7 +52,7 @@ class ExperimentOptions:
     def check(self, build_threshold: float) -> None:
         """Raises ``ValueError`` naming the first bad option."""
         from dpr_dist.eval.patient_groups import parse_group
-        from dpr_dist.models.dpr import VARIANTS
+        from dpr_dist.models.variants import VARIANTS
 
         checks = [
             ("seeds", len(self.seeds) > 0, "must name at least one seed"),

@@ -52,7 +52,7 @@ import numpy as np
 
 from dpr_dist.config import GenerationConfig
 from dpr_dist.data.graphs import ANTAGONISM, SYNERGISM, UNKNOWN, PairTable, ordered_pairs
-from dpr_dist.eval.candidates import PackageCSR, packages_to_csr
+from dpr_dist.eval.package_csr import PackageCSR, packages_to_csr
 
 @dataclass(frozen=True, eq=False)
 class GeneratedPackage:

@@ -1,19 +1,8 @@
 """DPR-WG and DPR-AG (paper 4.3), the GNN baseline and the ablations of paper 5.2.2.
 
-One :class:`DPR` module covers every package-graph model; a :class:`Variant` (chosen by
-name) switches its parts on and off:
-
-==============  =====  ==============================================================
-name            graph  what is used
-==============  =====  ==============================================================
-``gnn``         WG     structure only: every edge weight 1, no patient mask
-``wg``          WG     ``e^_vu = c_vu * e_vu`` (eqs. 9-10), ``e_vu`` = 1 / -1 / p_vu
-``wg_context``  WG     no contextual impact factor: ``e^_vu = e_vu`` (no mask layer)
-``wg_type``     WG     no interaction type: ``e^_vu = c_vu`` (``e_vu = 1``)
-``ag``          AG     ``e^_vu = sigma(MLP(u)) * MLP([d_v || d_u])`` (eqs. 16-17) + CE
-``ag_mask``     AG     no mask layer: ``e^_vu = e_vu``
-``ag_type``     AG     no interaction-type cross-entropy in the loss (eq. 21)
-==============  =====  ==============================================================
+One :class:`DPR` module covers every package-graph model; a
+:class:`~dpr_dist.models.variants.Variant` (chosen by name, see the table of
+:mod:`dpr_dist.models.variants`) switches its parts on and off.
 
 Only the modules a variant uses are created, so every parameter takes part in the graph at
 every step (as ``DistributedDataParallel`` without ``find_unused_parameters`` expects).
@@ -28,8 +17,6 @@ function with less work, on index maps (:meth:`DPR.plan`) built on the CPU. Sett
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -42,49 +29,9 @@ from dpr_dist.models.fast import FastPlan
 from dpr_dist.models.encoder import PatientEncoder
 from dpr_dist.models.layers import MLP, AGConv, GatedReadout, WGConv, kaiming_init
 from dpr_dist.models.ncf import NCF
+from dpr_dist.models.variants import VARIANTS
 
 GraphInput = Batch | Data
-
-
-@dataclass(frozen=True)
-class Variant:
-    """Which parts of DPR a model uses.
-
-    Attributes:
-        name: The model name.
-        graph: ``"wg"`` (weighted graph, :class:`WGConv`) or ``"ag"`` (attributed graph,
-            :class:`AGConv`).
-        initial_weights: WG: initial weights ``e_vu`` from ``edge_w`` (else all 1).
-        context: WG: contextual impact factor ``c_vu`` through the mask layer (eqs. 9-10).
-        edge_mask: AG: mask layer on the edge attributes (eq. 17).
-        type_loss: AG: interaction-type cross-entropy through ``Q`` (eq. 21).
-    """
-
-    name: str
-    graph: str
-    initial_weights: bool = False
-    context: bool = False
-    edge_mask: bool = False
-    type_loss: bool = False
-
-    @property
-    def has_mask(self) -> bool:
-        """Whether the model has the mask layer ``sigma(MLP(u))``."""
-        return self.context or self.edge_mask
-
-
-VARIANTS: dict[str, Variant] = {
-    v.name: v
-    for v in (
-        Variant("gnn", "wg"),
-        Variant("wg", "wg", initial_weights=True, context=True),
-        Variant("wg_context", "wg", initial_weights=True),
-        Variant("wg_type", "wg", context=True),
-        Variant("ag", "ag", edge_mask=True, type_loss=True),
-        Variant("ag_mask", "ag", type_loss=True),
-        Variant("ag_type", "ag", edge_mask=True),
-    )
-}
 
 
 def _graph_index(graphs: GraphInput) -> tuple[Tensor, int]:
@@ -106,7 +53,7 @@ class DPR(nn.Module):
         num_drugs: ``M``.
         num_doc_words: Disease-document vocabulary size.
         num_chars: Character vocabulary size (padding id 0 included).
-        variant: A name of :data:`VARIANTS` (``cfg.name`` when None).
+        variant: A name of :data:`~dpr_dist.models.variants.VARIANTS` (``cfg.name`` when None).
     """
 
     def __init__(
@@ -437,25 +384,3 @@ class DPR(nn.Module):
         with torch.no_grad():
             self.encoder.load_state_dict(ncf.encoder.state_dict())
             self.drug_emb.weight.copy_(ncf.drug_emb.weight)
-
-
-def build_model(cfg: ModelConfig, num_drugs: int, num_doc_words: int, num_chars: int) -> nn.Module:
-    """The model named ``cfg.name``: :class:`NCF` for ``ncf``, a :class:`DPR` variant, or a
-    baseline of :mod:`dpr_dist.models.baselines` (``nn``, ``package2vec``, ``lda``, ``br``,
-    ``dam``).
-
-    Raises:
-        ValueError: on another name.
-    """
-    from dpr_dist.models.baselines import BASELINES, build_baseline  # imports this module
-
-    if cfg.name == "ncf":
-        return NCF(cfg, num_drugs, num_doc_words, num_chars)
-    if cfg.name in VARIANTS:
-        return DPR(cfg, num_drugs, num_doc_words, num_chars, cfg.name)
-    if cfg.name in BASELINES:
-        return build_baseline(cfg, num_drugs, num_doc_words, num_chars)
-    raise ValueError(
-        f"build_model: model.name {cfg.name!r} is not ncf, a DPR variant {sorted(VARIANTS)} "
-        f"or one of the baselines {sorted(BASELINES)}"
-    )

@@ -23,8 +23,8 @@ from torch import Tensor
 
 from dpr_dist.models.batch import check_ids
 
-if TYPE_CHECKING:  # dpr.py imports the fast path
-    from dpr_dist.models.dpr import Variant
+if TYPE_CHECKING:  # annotations only
+    from dpr_dist.models.variants import Variant
 
 _DENSE_KEYS = 1 << 24  # factorize through a dense table up to this key range
 
@@ -233,7 +233,7 @@ def build_plan(graphs: Any, owner: Tensor, variant: "Variant", num_patients: int
         graphs: A PyG ``Batch`` (or one ``Data``) of package graphs
             (:mod:`dpr_dist.models.batch`); tensors on the CPU (else copied there).
         owner: ``[G]`` patient row of each graph.
-        variant: The model's :class:`~dpr_dist.models.dpr.Variant`.
+        variant: The model's :class:`~dpr_dist.models.variants.Variant`.
         num_patients: ``B``.
         num_drugs: ``M``.
         group: ``1 + K`` to check the patient-major layout of ``DPR.loss`` (and build

@@ -41,7 +41,8 @@ from dpr_dist.data import io
 from dpr_dist.score.shards import (
     _OUT_SCHEMA, DUPLICATE_REASON, RESULT_SCHEMA, WARNING_TYPE, Shard, commit, done_record, duplicated_ids, load_plan,
     plan_shards, read_shards)
-from dpr_dist.serve.service import DPRService, model_version
+from dpr_dist.serve.model import model_version
+from dpr_dist.serve.service import DPRService
 
 __all__ = ["RESULT_SCHEMA", "WARNING_TYPE", "BacklogScorer", "Shard", "plan_shards", "read_shards", "score_backlog"]
 

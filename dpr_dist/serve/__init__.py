@@ -1,6 +1,8 @@
 """Serving: the model-facing service, explanations, the HTTP API and its Ray Serve deployment.
 
-* :mod:`dpr_dist.serve.service` -- :class:`DPRService`: load a model directory, answer
+* :mod:`dpr_dist.serve.model` -- :class:`~dpr_dist.serve.model.LoadedModel`: load a model
+  directory, prepare patients, rank their candidate sets, explain packages (no Ray);
+* :mod:`dpr_dist.serve.service` -- :class:`DPRService`: on a loaded model, answer
   recommend / score / generate for a batch of patients (no Ray);
 * :mod:`dpr_dist.serve.inputs` -- patients and drug names as the model takes them (the
   rules of ``dpr prepare``);
@@ -12,6 +14,7 @@
 """
 
 from dpr_dist.serve.inputs import InputError
-from dpr_dist.serve.service import DPRService, model_version
+from dpr_dist.serve.model import model_version
+from dpr_dist.serve.service import DPRService
 
 __all__ = ["DPRService", "InputError", "model_version"]

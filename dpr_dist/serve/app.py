@@ -38,7 +38,8 @@ from dpr_dist.config import Config, ServeConfig, load_config
 from dpr_dist.serve.http import NoModel, create_app
 from dpr_dist.serve.ingress import running_ingress
 from dpr_dist.serve.inputs import InputError
-from dpr_dist.serve.service import DPRService, generation_config, model_version
+from dpr_dist.serve.model import model_version
+from dpr_dist.serve.service import DPRService, generation_config
 
 log = logging.getLogger("ray.serve.dpr")  # in a replica: the replica log; elsewhere: the root handlers
 

@@ -28,8 +28,8 @@ import torch
 
 from dpr_dist.data import io
 from dpr_dist.data.graphs import ANTAGONISM, SYNERGISM, PairTable, ordered_pairs
-from dpr_dist.eval.candidates import PackageCSR
 from dpr_dist.eval.evaluate import candidate_graphs
+from dpr_dist.eval.package_csr import PackageCSR
 from dpr_dist.serve.api import INTERACTION_TYPES
 
 #: File of a model directory holding interaction descriptions (``src``, ``dst``, ``description``).

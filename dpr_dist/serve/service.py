@@ -1,7 +1,8 @@
-"""The model-facing logic of serving and batch scoring, without Ray.
+"""The API's answers: recommend, score and generate for a batch of patients, without Ray.
 
-:class:`DPRService` loads a model directory (:mod:`dpr_dist.train.modeldir`, local or
-``s3://``) and answers, for a batch of patients at a time:
+:class:`DPRService` is a :class:`~dpr_dist.serve.model.LoadedModel` (load a model
+directory, prepare patients, rank candidate sets, explain packages) that answers, for a
+batch of patients at a time:
 
 * :meth:`~DPRService.recommend` -- the top-``k`` packages of each patient's candidate set
   (packages of the ``eval.neighbors`` most similar training patients, paper 5.1.1) ranked
@@ -10,14 +11,11 @@
   candidate set and its explanation;
 * :meth:`~DPRService.generate` -- the candidate set extended by the package-generation
   heuristic (paper 6, :mod:`dpr_dist.eval.generation`), ranked and explained;
-* :meth:`~DPRService.pick` -- only the best package and its score (batch scoring); the
-  same choice as :func:`dpr_dist.eval.evaluate.pick_packages`.
+* :meth:`~DPRService.handle` -- a batch of API requests of one kind, each answered or
+  refused with its :class:`~dpr_dist.serve.inputs.InputError`.
 
-Patients arrive as rows of the EMR contract (``drugs`` not needed) and are turned into
-model inputs exactly as ``dpr prepare`` does (:meth:`~DPRService.prepare`): the same
-validation rules, disease documents, note encoding and vocabularies. Drug names of a
-proposed package are matched with the same :class:`~dpr_dist.data.normalize.DrugNormalizer`
-rules as training data (:meth:`~DPRService.resolve_drugs`).
+:meth:`~dpr_dist.serve.model.LoadedModel.pick` gives only the best package and its score
+(batch scoring); the same choice as :func:`dpr_dist.eval.evaluate.pick_packages`.
 
 The Ray Serve deployment (:mod:`dpr_dist.serve.app`), the plain FastAPI baseline and the
 batch scorer (:mod:`dpr_dist.score.batch`) all call this class.
@@ -25,190 +23,32 @@ batch scorer (:mod:`dpr_dist.score.batch`) all call this class.
 
 from __future__ import annotations
 
-import copy
-import datetime as _dt
-import hashlib
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.fs as pafs
 import torch
 
-from dpr_dist.data import io
-from dpr_dist.eval.candidates import Candidates, packages_to_csr
-from dpr_dist.eval.evaluate import candidate_graphs, encode_records, score_candidates
+from dpr_dist.eval.evaluate import candidate_graphs
 from dpr_dist.eval.generation import GenerationConfig, flatten, generate_batch, ranks_from_scores
-from dpr_dist.serve.explain import Descriptions, antagonism_warnings, explain_packages, load_descriptions
-from dpr_dist.serve.inputs import DrugResolver, InputError, patients_table, prepare_table
-from dpr_dist.train.modeldir import ModelBundle, load_model_dir
+from dpr_dist.eval.package_csr import packages_to_csr
+from dpr_dist.serve.inputs import InputError
+from dpr_dist.serve.model import LoadedModel, Ranked
 
 log = logging.getLogger(__name__)
 
-def model_version(model_dir: str) -> str:
-    """A content hash (12 hex digits) of a model directory's metadata and weights.
 
-    Raises:
-        FileNotFoundError: when ``model_dir`` has no ``bundle.json`` (not a model directory).
-    """
-    fs, base = io.filesystem(model_dir)
-    if fs.get_file_info(f"{base.rstrip('/')}/bundle.json").type == pafs.FileType.NotFound:
-        raise FileNotFoundError(f"{model_dir} is not a model directory: no bundle.json (write one with `dpr train`)")
-    h = hashlib.sha256()
-    for name in ("bundle.json", "metrics.json", "ncf.pt", "model.pt"):
-        path = f"{base.rstrip('/')}/{name}"
-        if fs.get_file_info(path).type == pafs.FileType.NotFound:
-            continue
-        with fs.open_input_file(path) as fh:
-            h.update(name.encode() + b"\0" + fh.read())
-    return h.hexdigest()[:12]
-
-
-@dataclass
-class Ranked:
-    """Candidate sets of ``Q`` patients scored by the package model.
-
-    Attributes:
-        u: ``[Q, D_u]`` the package model's patient embeddings.
-        u_ncf: ``[Q, D]`` the pre-trained NCF embeddings (candidate search).
-        cands: The candidate sets.
-        scores: ``[C]`` one score per flat candidate (order of :meth:`Candidates.flat`).
-        grid: ``[Q, k]`` the same scores per slot, ``-inf`` on padding.
-        order: ``[Q, k]`` slots by descending score (ties: more similar first).
-    """
-
-    u: torch.Tensor
-    u_ncf: torch.Tensor
-    cands: Candidates
-    scores: np.ndarray
-    grid: np.ndarray
-    order: np.ndarray
-
-
-class DPRService:
+class DPRService(LoadedModel):
     """A loaded model directory answering recommendation requests for batches of patients.
 
-    Args:
-        bundle: The loaded model directory; it must hold a package model.
-        version: Content hash shown by ``/v1/model`` (:func:`model_version`).
-        descriptions: Interaction descriptions (default: none, label sentences).
-        top_k: Default number of packages returned per patient.
-        generation: Thresholds of the generation heuristic (default:
-            :class:`GenerationConfig` with ``low_cooc`` = the graph threshold).
-        device: Where the models run (CPU by default).
-
-    Raises:
-        ValueError: for an NCF-only model directory.
+    Constructed and loaded as :class:`~dpr_dist.serve.model.LoadedModel` (same arguments).
     """
-
-    def __init__(self, bundle: ModelBundle, *, version: str = "", descriptions: Descriptions | None = None,
-                 top_k: int = 5, generation: GenerationConfig | None = None,
-                 device: torch.device | str | None = None) -> None:
-        if bundle.model is None:
-            raise ValueError(f"model directory {bundle.path} holds only NCF; serving needs a package model "
-                             "(train one with `dpr train`)")
-        self.bundle = bundle
-        self.version = version
-        self.device = torch.device(device) if device is not None else None
-        self.model = bundle.model.eval() if self.device is None else bundle.model.to(self.device).eval()
-        self.ncf = bundle.ncf.eval() if self.device is None else bundle.ncf.to(self.device).eval()
-        self.top_k = int(top_k)
-        self.names = np.asarray(bundle.drugs["name"].to_pylist(), dtype=object)
-        aligned = bundle.drugs["aligned"].to_pylist() if "aligned" in bundle.drugs.column_names else []
-        self.drugs = DrugResolver(self.names, aligned)
-        self.doc_vocab = bundle.doc_words["token"].combine_chunks()
-        self.descriptions = descriptions if descriptions is not None else Descriptions.empty(bundle.num_drugs)
-        self.generation = generation or GenerationConfig(low_cooc=min(bundle.threshold, 0.5))
-        self.neighbors = int(bundle.cfg.eval.neighbors)
-        self.note_max_len = int(bundle.cfg.data.note_max_len)
-        self._L_rank = ranks_from_scores(bundle.popularity().astype(np.float64))
-        self.loaded_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
-
-    @classmethod
-    def load(cls, model_dir: str, *, top_k: int = 5, generation: GenerationConfig | None = None,
-             device: torch.device | str | None = None) -> "DPRService":
-        """Load a model directory (local path or ``s3://``) with its descriptions and version."""
-        bundle = load_model_dir(model_dir)
-        return cls(bundle, version=model_version(model_dir),
-                   descriptions=load_descriptions(model_dir, bundle.num_drugs), top_k=top_k,
-                   generation=generation, device=device)
-
-    def with_options(self, *, top_k: int | None = None, generation: GenerationConfig | None = None) -> "DPRService":
-        """The same loaded model with other defaults (no reload)."""
-        other = copy.copy(self)
-        if top_k is not None:
-            other.top_k = int(top_k)
-        if generation is not None:
-            other.generation = generation
-        return other
-
-    # ------------------------------------------------------------------ inputs
-    def patients_table(self, patients: Sequence[Mapping[str, Any]]) -> pa.Table:
-        """See :func:`dpr_dist.serve.inputs.patients_table`."""
-        return patients_table(patients)
-
-    def prepare(self, table: pa.Table, source: str = "") -> tuple[pa.Table, pa.Table]:
-        """:func:`~dpr_dist.serve.inputs.prepare_table` over this model's vocabularies:
-        ``(prepared, rejects)``."""
-        return prepare_table(table, self.doc_vocab, self.note_max_len, source)
-
-    def prepare_patients(self, patients: Sequence[Mapping[str, Any]]) -> pa.Table:
-        """:meth:`prepare` for patient dicts; the first bad one raises :class:`InputError`."""
-        prepared, rejects = self.prepare(patients_table(patients))
-        if rejects.num_rows:
-            r = rejects.to_pylist()[0]
-            raise InputError(f"patient.{r['field']}", r["reason"], r["record_id"])
-        return prepared
-
-    def resolve_drugs(self, names: Sequence[str], field: str = "drugs", record_id: str | None = None) -> np.ndarray:
-        """See :meth:`dpr_dist.serve.inputs.DrugResolver.resolve`."""
-        return self.drugs.resolve(names, field, record_id)
-
-    # ------------------------------------------------------------------ model
-    def _encode(self, prepared: pa.Table) -> tuple[torch.Tensor, torch.Tensor]:
-        v = self.bundle.num_doc_words
-        bs = self.bundle.cfg.eval.batch_size
-        u_ncf = encode_records(self.ncf.encode, prepared, v, bs, self.device)
-        u = encode_records(self.model.encode, prepared, v, bs, self.device)
-        return u_ncf, u
-
-    def rank(self, prepared: pa.Table) -> Ranked:
-        """Candidate sets of the prepared patients, scored by the package model."""
-        b = self.bundle
-        u_ncf, u = self._encode(prepared)
-        cands = b.index.query(u_ncf, k=self.neighbors)
-        scores = score_candidates(self.model, u, cands, b.relation, b.cooc, b.threshold,
-                                  b.cfg.eval.batch_size, self.device)
-        valid = cands.valid
-        grid = np.full(valid.shape, -np.inf)
-        grid[valid] = scores
-        order = np.argsort(-grid, axis=1, kind="stable")
-        return Ranked(u, u_ncf, cands, scores, grid, order)
-
-    def pick(self, prepared: pa.Table) -> tuple[list[np.ndarray], np.ndarray]:
-        """The best candidate package of each patient and its score (NaN when none)."""
-        r = self.rank(prepared)
-        slot, packages = r.cands.pick(r.scores)
-        rows = np.arange(len(slot))
-        best = np.where(slot >= 0, r.grid[rows, np.maximum(slot, 0)], np.nan)
-        return packages, best
 
     def _package(self, r: Ranked, i: int, slot: int) -> np.ndarray:
         row = r.cands.neighbors[i, slot]
         return r.cands.pkg_indices[r.cands.pkg_indptr[row]: r.cands.pkg_indptr[row + 1]]
-
-    def explain(self, u: torch.Tensor, packages: Sequence[np.ndarray]) -> list[dict[str, Any]]:
-        """Explanations of ``P`` packages, package ``i`` for the patient with embedding ``u[i]``
-        (``u`` ``[P, D_u]``), in one model call."""
-        b = self.bundle
-        return explain_packages(self.model, u, list(packages), b.relation, b.cooc, b.threshold, self.names,
-                                self.descriptions)
-
-    def warnings(self, package: np.ndarray) -> list[dict[str, str]]:
-        """Antagonism warnings of a package (no model call)."""
-        return antagonism_warnings(package, self.bundle.relation, self.names, self.descriptions)
 
     def _head(self, prepared: pa.Table, i: int) -> dict[str, Any]:
         return {"record_id": str(prepared["record_id"][i].as_py()), "model": self.bundle.model_name,
@@ -386,15 +226,6 @@ class DPRService:
         if rule.get("partner") is not None:
             out["partner"] = str(self.names[int(rule["partner"])])
         return out
-
-    def info(self) -> dict[str, Any]:
-        """What ``GET /v1/model`` shows: name, version, sizes, data manifest, metrics."""
-        b = self.bundle
-        return {"name": b.model_name, "version": self.version, "model_dir": str(b.path),
-                "created": b.info.get("created"), "loaded_at": self.loaded_at, "num_drugs": b.num_drugs,
-                "num_doc_words": b.num_doc_words, "training_patients": len(b.index), "threshold": b.threshold,
-                "neighbors": self.neighbors, "top_k": self.top_k, "descriptions": self.descriptions.source,
-                "manifest": b.manifest, "metrics": b.metrics}
 
 
 def generation_config(overrides: Mapping[str, Any] | None, threshold: float) -> GenerationConfig:

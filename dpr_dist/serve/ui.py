@@ -36,8 +36,8 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
 from dpr_dist.data.graphs import ANTAGONISM, NONE, SYNERGISM
-from dpr_dist.eval.candidates import PackageCSR
 from dpr_dist.eval.evaluate import candidate_graphs
+from dpr_dist.eval.package_csr import PackageCSR
 from dpr_dist.serve.http import NoModel
 from dpr_dist.serve.inputs import InputError
 

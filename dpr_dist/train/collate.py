@@ -24,7 +24,7 @@ import pyarrow as pa
 import torch
 
 from dpr_dist.data.documents import NOTE_VOCAB_SIZE
-from dpr_dist.eval.candidates import PackageCSR
+from dpr_dist.eval.package_csr import PackageCSR
 from dpr_dist.models.batch import PatientBatch
 from dpr_dist.train.packages import PackageSet
 

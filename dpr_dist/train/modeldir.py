@@ -17,7 +17,7 @@ prefix); :func:`load_model_dir` reads it back without the training data::
     manifest.json            the prepared data's manifest (statistics, inputs)
     metrics.json             validation history, best epoch, test metrics when evaluated
 
-The package model is any model :func:`dpr_dist.models.dpr.build_model` builds (a DPR
+The package model is any model :func:`dpr_dist.models.variants.build_model` builds (a DPR
 variant or a baseline of :mod:`dpr_dist.models.baselines`), rebuilt by name. Weights are
 loaded with ``torch.load(weights_only=True)``; nothing is unpickled.
 """
@@ -45,8 +45,8 @@ from dpr_dist.data import io
 from dpr_dist.data.documents import NOTE_VOCAB_SIZE
 from dpr_dist.data.graphs import PairTable
 from dpr_dist.eval.candidates import CandidateIndex
-from dpr_dist.models.dpr import build_model
 from dpr_dist.models.ncf import NCF
+from dpr_dist.models.variants import build_model
 
 FORMAT = "dpr-dist/model/v1"
 REQUIRED = ("bundle.json", "config.yaml", "ncf.pt", "vocab/drugs.parquet", "vocab/doc_words.parquet",

@@ -41,8 +41,9 @@ import numpy as np
 import torch
 
 from dpr_dist.data.graphs import PairTable, package_edges
-from dpr_dist.eval.candidates import CandidateIndex, PackageCSR, gather_rows
+from dpr_dist.eval.candidates import CandidateIndex
 from dpr_dist.eval.metrics import package_prf
+from dpr_dist.eval.package_csr import PackageCSR, gather_rows
 from dpr_dist.models.ranking import CandidateBatch
 from dpr_dist.train.packages import PackageSet
 

@@ -34,12 +34,13 @@ from dpr_dist.config import Config
 from dpr_dist.data import io
 from dpr_dist.data.documents import NOTE_VOCAB_SIZE
 from dpr_dist.data.graphs import PairTable
-from dpr_dist.eval.candidates import CandidateIndex, PackageCSR
+from dpr_dist.eval.candidates import CandidateIndex
 from dpr_dist.eval.evaluate import encode_records, evaluate_models, format_table
 from dpr_dist.eval.metrics import mean_package_size
+from dpr_dist.eval.package_csr import PackageCSR
 from dpr_dist.models.baselines import BASELINES as PACKAGE_BASELINES
-from dpr_dist.models.dpr import VARIANTS, build_model
 from dpr_dist.models.ncf import NCF
+from dpr_dist.models.variants import VARIANTS, build_model
 from dpr_dist.runtime import ensure_ray
 from dpr_dist.train.collate import PATIENT_COLUMNS, RECORD_COLUMNS, package_csr
 from dpr_dist.train.modeldir import load_model_dir, pair_table_from_arrow, save_model_dir, update_metrics

@@ -1,7 +1,7 @@
 """The per-worker training function of the Ray Train runs (``TorchTrainer``).
 
 Every rank runs :func:`train_loop`: it builds the model (NCF for pre-training, a DPR
-variant or a package baseline otherwise, :func:`dpr_dist.models.dpr.build_model`), resumes
+variant or a package baseline otherwise, :func:`dpr_dist.models.variants.build_model`), resumes
 from ``ray.train.get_checkpoint()`` when there is one (a restarted worker group or a re-run
 with the same name); on a fresh start it loads the pre-trained NCF and, for models with an
 unsupervised fit (Package2vec, LDA), rank 0 calls ``model.fit_packages(training packages,
@@ -49,10 +49,10 @@ from dpr_dist.data.graphs import PairTable
 from dpr_dist.eval.candidates import Candidates
 from dpr_dist.eval.evaluate import pick_packages, subset_candidates
 from dpr_dist.eval.metrics import package_prf, topk_drugs
-from dpr_dist.models.dpr import build_model as build_named_model
 from dpr_dist.models.layers import l2_penalty
 from dpr_dist.models.ncf import NCF
 from dpr_dist.models.ranking import CandidateRanking
+from dpr_dist.models.variants import build_model as build_named_model
 from dpr_dist.runtime import seed_everything
 from dpr_dist.train.collate import collate_packages, collate_patients, collate_positives, package_csr
 from dpr_dist.train.negatives import (
@@ -126,7 +126,7 @@ def build_model(spec: RunSpec) -> nn.Module:
     """The model named ``spec.kind`` (NCF, a DPR variant or a baseline; seeded, CPU).
 
     Raises:
-        ValueError: on an unknown name (from :func:`dpr_dist.models.dpr.build_model`).
+        ValueError: on an unknown name (from :func:`dpr_dist.models.variants.build_model`).
     """
     seed_everything(spec.cfg.train.seed)
     cfg = replace(spec.cfg.model, name=spec.kind)

@@ -6,13 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dpr_dist.eval.candidates import (
-    CandidateIndex,
-    PackageCSR,
-    brute_force_topk,
-    gather_rows,
-    packages_to_csr,
-)
+from dpr_dist.eval.candidates import CandidateIndex, brute_force_topk
 
 
 def _random_index(n=200, d=16, m=30, seed=0, record_ids=True):
@@ -169,11 +163,3 @@ def test_bad_input_names_record_without_values():
         index.query(np.ones((2, 5)))
     with pytest.raises(ValueError, match="query row 0"):
         index.query(np.full((1, 2), np.inf))
-
-
-def test_csr_helpers():
-    csr = packages_to_csr([np.array([5, 6]), np.array([], dtype=int), np.array([7])])
-    assert csr.indptr.tolist() == [0, 2, 2, 3] and csr.indices.tolist() == [5, 6, 7]
-    sub = gather_rows(csr, np.array([2, 0, 1, 0]))
-    assert sub.indptr.tolist() == [0, 1, 3, 3, 5] and sub.indices.tolist() == [7, 5, 6, 5, 6]
-    assert isinstance(sub, PackageCSR)

@@ -10,10 +10,11 @@ import torch
 from dpr_dist.config import Config, DataConfig, EvalConfig, ModelConfig
 from dpr_dist.data.documents import NOTE_VOCAB_SIZE
 from dpr_dist.data.graphs import PairTable
-from dpr_dist.eval.candidates import CandidateIndex, PackageCSR
+from dpr_dist.eval.candidates import CandidateIndex
 from dpr_dist.eval.evaluate import (
     candidate_graphs, encode_records, evaluate, evaluate_models, format_table, pick_packages, score_candidates)
 from dpr_dist.eval.metrics import package_prf
+from dpr_dist.eval.package_csr import PackageCSR
 from dpr_dist.models.batch import graphs_from_packages
 from dpr_dist.models.dpr import DPR
 from dpr_dist.models.ncf import NCF

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from dpr_dist.eval.candidates import CandidateIndex, Candidates, PackageCSR
+from dpr_dist.eval.candidates import CandidateIndex, Candidates
 from dpr_dist.eval.metrics import (
     antagonism_rate,
     mean_package_size,
@@ -17,6 +17,7 @@ from dpr_dist.eval.metrics import (
     summarize,
     topk_drugs,
 )
+from dpr_dist.eval.package_csr import PackageCSR
 
 A = np.array
 

@@ -13,8 +13,8 @@ from dpr_dist.data.documents import NOTE_VOCAB_SIZE
 from dpr_dist.data.graphs import PairTable
 from dpr_dist.eval.candidates import CandidateIndex
 from dpr_dist.eval.evaluate import encode_records
-from dpr_dist.models.dpr import build_model
 from dpr_dist.models.ncf import NCF
+from dpr_dist.models.variants import build_model
 from dpr_dist.train.collate import package_csr
 from dpr_dist.train.modeldir import ModelBundle, load_model_dir, save_model_dir
 

@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from torch_geometric.data import Batch
 
 from dpr_dist.models.batch import graphs_from_packages
-from dpr_dist.models.dpr import DPR, VARIANTS, build_model
+from dpr_dist.models.dpr import DPR
 from dpr_dist.models.ncf import NCF
+from dpr_dist.models.variants import VARIANTS
 
 ALL = sorted(VARIANTS)
 MASKED = ["wg", "wg_type", "ag", "ag_type"]  # the patient changes the package embedding
@@ -298,14 +299,3 @@ def test_load_pretrained_copies_encoder_and_drugs(small_cfg, toy):
                 toy.num_chars)
     with pytest.raises(ValueError, match="drug_emb.weight is"):
         m.load_pretrained(other)
-
-
-def test_build_model(small_cfg, toy):
-    for name in ALL:
-        m = build_model(replace(small_cfg, name=name), toy.num_drugs, toy.num_doc_words, toy.num_chars)
-        assert isinstance(m, DPR) and m.variant.name == name
-    assert isinstance(build_model(replace(small_cfg, name="ncf"), 5, 4, 3), NCF)
-    with pytest.raises(ValueError, match="baselines"):
-        build_model(replace(small_cfg, name="nope"), 5, 4, 3)
-    with pytest.raises(ValueError, match="gnn_layers must be >= 1"):
-        build_model(replace(small_cfg, name="wg", gnn_layers=0), 5, 4, 3)

@@ -11,7 +11,8 @@ import torch
 from dpr_dist.config import ModelConfig, load_config
 from dpr_dist.models import fast, fast_kernels
 from dpr_dist.models.batch import PatientBatch
-from dpr_dist.models.dpr import DPR, VARIANTS
+from dpr_dist.models.dpr import DPR
+from dpr_dist.models.variants import VARIANTS
 from fastcheck import assert_same, cast, dpr, errors, run, with_duplicates
 
 ALL = sorted(VARIANTS)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dpr_dist.models import fast_plan
-from dpr_dist.models.dpr import VARIANTS
+from dpr_dist.models.variants import VARIANTS
 from fastcheck import assert_same, dpr, run, with_duplicates
 
 UNMASKED = [n for n in sorted(VARIANTS) if not VARIANTS[n].has_mask]

@@ -20,7 +20,7 @@ from modeldirs import build_model_dir  # noqa: E402
 from dpr_dist.data import io  # noqa: E402
 from dpr_dist.eval.evaluate import evaluate  # noqa: E402
 from dpr_dist.score.batch import RESULT_SCHEMA, plan_shards, score_backlog  # noqa: E402
-from dpr_dist.serve.service import model_version  # noqa: E402
+from dpr_dist.serve.model import model_version  # noqa: E402
 from dpr_dist.train.modeldir import load_model_dir  # noqa: E402
 from dpr_dist.train.run import read_records  # noqa: E402
 

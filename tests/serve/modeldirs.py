@@ -17,8 +17,8 @@ from dpr_dist.data.documents import NOTE_VOCAB_SIZE
 from dpr_dist.eval.candidates import CandidateIndex
 from dpr_dist.eval.evaluate import encode_records
 from dpr_dist.eval.metrics import mean_package_size
-from dpr_dist.models.dpr import build_model
 from dpr_dist.models.ncf import NCF
+from dpr_dist.models.variants import build_model
 from dpr_dist.serve.explain import write_descriptions
 from dpr_dist.train.collate import package_csr
 from dpr_dist.train.modeldir import save_model_dir

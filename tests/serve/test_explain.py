@@ -90,8 +90,8 @@ def test_explain_package_fields_per_variant(variant):
 @pytest.mark.parametrize("variant", ["wg", "ag"])
 def test_batched_explanations_equal_dpr_explain_graph_by_graph(variant):
     """Several packages for several patients in one call give DPR.explain's numbers for each."""
-    from dpr_dist.eval.candidates import PackageCSR
     from dpr_dist.eval.evaluate import candidate_graphs
+    from dpr_dist.eval.package_csr import PackageCSR
 
     torch.manual_seed(1)
     model = DPR(MODEL, M, 5, NOTE_VOCAB_SIZE, variant).eval()

@@ -8,7 +8,9 @@ import pyarrow.compute as pc
 import pytest
 
 from dpr_dist.eval.evaluate import evaluate
-from dpr_dist.serve.service import DPRService, InputError, model_version
+from dpr_dist.serve.inputs import InputError
+from dpr_dist.serve.model import model_version
+from dpr_dist.serve.service import DPRService
 from dpr_dist.train.modeldir import load_model_dir
 
 

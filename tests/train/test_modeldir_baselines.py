@@ -15,8 +15,8 @@ from dpr_dist.config import Config, DataConfig, ModelConfig
 from dpr_dist.data.documents import NOTE_VOCAB_SIZE
 from dpr_dist.data.graphs import PairTable
 from dpr_dist.eval.candidates import CandidateIndex
-from dpr_dist.models.dpr import build_model
 from dpr_dist.models.ncf import NCF
+from dpr_dist.models.variants import build_model
 from dpr_dist.train.modeldir import load_model_dir, pair_table_to_arrow, save_model_dir
 
 M, V = 12, 7

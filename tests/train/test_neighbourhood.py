@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from dpr_dist.data.graphs import PairTable
-from dpr_dist.eval.candidates import CandidateIndex, PackageCSR, gather_rows
+from dpr_dist.eval.candidates import CandidateIndex
 from dpr_dist.eval.evaluate import candidate_graphs
+from dpr_dist.eval.package_csr import PackageCSR, gather_rows
 from dpr_dist.train.neighbourhood import Neighbourhood, neighbour_table, package_graphs, sample_neighbours
 from dpr_dist.train.packages import PackageSet
 

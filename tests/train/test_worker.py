@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from dpr_dist.config import Config, ModelConfig
-from dpr_dist.eval.candidates import packages_to_csr
+from dpr_dist.eval.package_csr import packages_to_csr
 from dpr_dist.models.baselines import BR, DAM, LDA, NearestNeighbor, Package2vec
-from dpr_dist.models.dpr import DPR, VARIANTS
+from dpr_dist.models.dpr import DPR
 from dpr_dist.models.ncf import NCF
+from dpr_dist.models.variants import VARIANTS
 from dpr_dist.train.run import MODELS
 from dpr_dist.train.worker import RunSpec, build_model, fit_packages, is_trainable
 

@@ -11,7 +11,7 @@ on DPR, so they run it unchanged:
   patient-major layout of :meth:`DPR.loss`; ``forward = loss``;
 * ``load_pretrained(ncf)``: the encoder (and, for baselines with ``drug_emb``, the drug
   embeddings) from the pre-trained NCF;
-* ``name`` and ``variant`` (a :class:`~dpr_dist.models.dpr.Variant` with ``graph="none"``
+* ``name`` and ``variant`` (a :class:`~dpr_dist.models.variants.Variant` with ``graph="none"``
   and every DPR part off: baselines see a package as its set of drugs, never its edges).
 
 Baselines with an unsupervised fit (Package2vec, LDA) also implement
@@ -30,9 +30,9 @@ from torch_geometric.data import Batch, Data
 
 from dpr_dist.config import ModelConfig
 from dpr_dist.models.batch import PatientBatch, check_ids
-from dpr_dist.models.dpr import Variant
 from dpr_dist.models.encoder import PatientEncoder
 from dpr_dist.models.ncf import NCF
+from dpr_dist.models.variants import Variant
 
 GraphInput = Batch | Data
 

@@ -10,8 +10,8 @@ import torch
 from torch_geometric.data import Batch
 
 from dpr_dist.models.baselines import BASELINES, PackageBaseline, build_baseline, check_packages
-from dpr_dist.models.dpr import build_model
 from dpr_dist.models.ncf import NCF
+from dpr_dist.models.variants import build_model
 
 TRAINABLE = ["package2vec", "lda", "br", "dam"]
 ALL = sorted(BASELINES)
