@@ -236,6 +236,10 @@ class TuneConfig:
         grace_period: ASHA: epochs every trial runs before it can be stopped.
         reduction_factor: ASHA: a trial continues past a rung when its best validation F1
             is in the top ``1 / reduction_factor`` of the trials that reached it.
+        defaults_first: Run the configuration's own values of the searched parameters as
+            the first trial (Optuna's enqueued point), so a sweep measures the defaults under
+            the same budget as its other trials; that trial's model is exported to
+            ``<sweep>/defaults`` with its test metrics, next to ``best/``.
         name: Sweep name; re-running with the same name resumes the sweep.
         storage_path: Where sweeps live (local or ``s3://``); empty: ``train.storage_path``.
         threshold, negative_ratio, gnn_layers, dim, lr, l2: Search ranges ``(low, high)``
@@ -248,6 +252,7 @@ class TuneConfig:
     max_concurrent: int = 2
     grace_period: int = 1
     reduction_factor: int = 2
+    defaults_first: bool = True
     name: str = "sweep"
     storage_path: str = ""
     threshold: tuple[float, float] = (0.01, 0.1)

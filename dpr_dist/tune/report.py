@@ -8,13 +8,16 @@ In the sweep directory (local or ``s3://``):
   rebuilt from the table (:func:`build_study`);
 * ``best/`` -- the best trial's model directory (:func:`export_best`), written by the
   training code's writer, with the trial, its parameters and its test metrics in
-  ``metrics.json``; serving and batch scoring load it like any model directory.
+  ``metrics.json``; serving and batch scoring load it like any model directory;
+* ``defaults/`` -- the same for the trial of the configuration's own values
+  (``tune.defaults_first``, :func:`defaults_trial`) when it is not the best.
 """
 
 from __future__ import annotations
 
 import io as _io
 import logging
+import math
 import os
 import warnings
 from typing import Any, Mapping
@@ -97,6 +100,16 @@ def best_row(table: pa.Table) -> dict[str, Any]:
     if not rows:
         raise RuntimeError("sweep: no trial reported a validation F1 (see the trials' errors in the Ray logs)")
     return max(rows, key=lambda r: r["best_val_f1"])  # max keeps the first of equal rows
+
+
+def defaults_trial(table: pa.Table, point: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The row of the first trial that ran ``point`` (search-space keys, as
+    :func:`dpr_dist.tune.space.default_point` gives them), or None."""
+    for row in table.to_pylist() if point else []:
+        if all(row.get(column(k)) is not None and math.isclose(row[column(k)], v, rel_tol=1e-9)
+               for k, v in point.items()):
+            return row
+    return None
 
 
 def _fmt(value: Any) -> str:

@@ -1,7 +1,8 @@
 """What a sweep searches and how many trials run at once.
 
 * :func:`search_space` -- Optuna distributions over config keys, from the ``tune`` section;
-* :func:`trial_config` -- the configuration of one trial;
+* :func:`trial_config` -- the configuration of one trial; :func:`default_point` -- the
+  configuration's own values, the sweep's first trial;
 * :func:`worker_resources`, :func:`max_concurrent_trials` -- a trial's resources (its
   Train workers') and how many trials the cluster fits;
 * :func:`asha_scheduler` -- when trials are stopped early.
@@ -17,7 +18,7 @@ from typing import Any, Mapping
 import optuna
 
 from dpr_dist.config import Config
-from dpr_dist.models.dpr import VARIANTS
+from dpr_dist.models.variants import VARIANTS
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,21 @@ def trial_config(cfg: Config, params: Mapping[str, Any]) -> Config:
         typed = {k: type(getattr(sub, k))(v) for k, v in values.items()}
         cfg = replace(cfg, **{section: replace(sub, **typed)})
     return cfg
+
+
+def default_point(cfg: Config, space: Mapping[str, optuna.distributions.BaseDistribution]) -> dict[str, Any] | None:
+    """The configuration's own values of the searched parameters, keyed like ``space``
+    (``{"data/threshold": 0.01, ...}``); None, with a warning, when one lies outside its range."""
+    point = {}
+    for key, dist in space.items():
+        section, name = key.split("/", 1)
+        value = getattr(getattr(cfg, section), name)
+        if not dist.low <= value <= dist.high:
+            log.warning("tune.defaults_first: %s.%s=%s is outside the searched range [%s, %s]; the sweep runs "
+                        "without a defaults trial", section, name, value, dist.low, dist.high)
+            return None
+        point[key] = value
+    return point
 
 
 def worker_resources(cfg: Config) -> dict[str, float]:

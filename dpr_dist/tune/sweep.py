@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import optuna
+import pyarrow as pa
 import pyarrow.fs as pafs
 import ray
 import ray.tune
@@ -39,7 +40,7 @@ from dpr_dist.data import io
 from dpr_dist.eval.candidates import CandidateIndex
 from dpr_dist.eval.evaluate import encode_records
 from dpr_dist.eval.metrics import mean_package_size
-from dpr_dist.models.dpr import VARIANTS
+from dpr_dist.models.variants import VARIANTS
 from dpr_dist.runtime import ensure_ray
 from dpr_dist.train.collate import RECORD_COLUMNS, package_csr
 from dpr_dist.train.run import (Prepared, load_ncf, load_prepared, pretrain, pretrained_checkpoint, read_records,
@@ -47,8 +48,8 @@ from dpr_dist.train.run import (Prepared, load_ncf, load_prepared, pretrain, pre
 from dpr_dist.train.worker import RunSpec, ValidationData, train_loop
 from dpr_dist.tune import report
 from dpr_dist.tune.cleanup import PlacementGroupReaper, RegisterPlacementGroup
-from dpr_dist.tune.space import (EPOCHS_KEY, METRIC, asha_scheduler, max_concurrent_trials, search_space,
-                                 trial_config, worker_resources)
+from dpr_dist.tune.space import (EPOCHS_KEY, METRIC, asha_scheduler, default_point, max_concurrent_trials,
+                                 search_space, trial_config, worker_resources)
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +223,8 @@ def _tuner(cfg: Config, ctx: TrialContext, space: dict) -> tuple[ray.tune.Tuner,
     concurrent = max_concurrent_trials(cfg, ray.cluster_resources())
     log.info("sweep %s: %d trials, %d at a time, %s workers each", root, t.num_samples, concurrent,
              {k: v * cfg.train.num_workers for k, v in worker_resources(cfg).items()})
-    searcher = OptunaSearch(space=space, metric=METRIC, mode="max",
+    point = default_point(cfg, space) if t.defaults_first else None
+    searcher = OptunaSearch(space=space, metric=METRIC, mode="max", points_to_evaluate=[point] if point else None,
                             sampler=optuna.samplers.TPESampler(seed=cfg.seed))
     scheduler = asha_scheduler(cfg)
     parent, name = path.rsplit("/", 1)
@@ -248,7 +250,9 @@ def run_sweep(cfg: Config, model: str | None = None) -> dict[str, Any]:
     Returns:
         A JSON-able summary: ``sweep_dir``, ``resumed``, ``trials``, ``stopped_early``,
         ``best_trial``, ``best_params``, ``best_val_f1``, ``model_dir`` (``<sweep>/best``),
-        ``test`` (its test metrics) and the report's file URIs.
+        ``test`` (its test metrics), ``defaults`` (the defaults trial's ``trial_id``,
+        ``params``, ``best_val_f1``, ``model_dir`` and ``test``; None without one) and the
+        report's file URIs.
 
     Raises:
         FileNotFoundError: when ``data.prepared`` holds no prepared data.
@@ -286,15 +290,26 @@ def run_sweep(cfg: Config, model: str | None = None) -> dict[str, Any]:
         finally:
             ray.kill(reaper)
     table = report.results_table(grid, space, cfg.train.epochs, metric=METRIC, epochs_key=EPOCHS_KEY)
+    defaults = report.defaults_trial(table, default_point(cfg, space) if cfg.tune.defaults_first else None)
+    table = table.append_column("defaults", pa.array([defaults is not None and r == defaults["trial_id"]
+                                                      for r in table["trial_id"].to_pylist()]))
     files = report.write_report(table, space, root, seed=cfg.seed)
     best = report.best_row(table)
-    out = io.join(root, "best")
-    params = {report.column(k): best[report.column(k)] for k in space}
-    test = report.exported_test(out, best["trial_id"])
-    if test is None:
-        test = report.export_best(out, cfg=trial_config(cfg, params), trial=best, s3=io.is_s3(root),
-                                  **(inputs or _inputs(cfg, prep, ncf_uri)))
+
+    def export(row: dict[str, Any], sub: str) -> dict[str, Any]:
+        nonlocal inputs
+        out, params = io.join(root, sub), {report.column(k): row[report.column(k)] for k in space}
+        test = report.exported_test(out, row["trial_id"])
+        if test is None:
+            inputs = inputs or _inputs(cfg, prep, ncf_uri)
+            test = report.export_best(out, cfg=trial_config(cfg, params), trial=row, s3=io.is_s3(root), **inputs)
+        return {"trial_id": row["trial_id"], "params": params, "best_val_f1": row["best_val_f1"], "model_dir": out,
+                "test": test}
+
+    top = export(best, "best")
+    if defaults is not None:
+        defaults = top if defaults["trial_id"] == best["trial_id"] else export(defaults, "defaults")
     return {"sweep_dir": root, "resumed": resumed, "trials": table.num_rows,
             "stopped_early": sum(s == "stopped" for s in table["status"].to_pylist()),
-            "best_trial": best["trial_id"], "best_params": params,
-            "best_val_f1": best["best_val_f1"], "model_dir": out, "test": test, **files}
+            "best_trial": best["trial_id"], "best_params": top["params"], "best_val_f1": best["best_val_f1"],
+            "model_dir": top["model_dir"], "test": top["test"], "defaults": defaults, **files}

@@ -25,8 +25,8 @@ import pytest
 
 from dpr_dist.config import load_config
 from dpr_dist.tune import max_concurrent_trials, run_sweep, search_space, sweep_dir, trial_config
-from dpr_dist.tune.report import best_row, build_study, importances, to_markdown
-from dpr_dist.tune.space import EPOCHS_KEY, METRIC, asha_scheduler
+from dpr_dist.tune.report import best_row, build_study, defaults_trial, importances, to_markdown
+from dpr_dist.tune.space import EPOCHS_KEY, METRIC, asha_scheduler, default_point
 
 REPO = Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -60,6 +60,20 @@ def test_trial_config_applies_typed_parameters():
     assert out.model.drug_dim == cfg.model.drug_dim and out.train.epochs == cfg.train.epochs
     with pytest.raises(ValueError, match="nope"):
         trial_config(cfg, {"model/nope": 1})
+
+
+def test_default_point_is_the_configs_own_values():
+    cfg = load_config(None, ["data.threshold=0.02", "train.negative_ratio=7", "model.edge_dim=48"])
+    point = default_point(cfg, search_space(cfg, "ag"))
+    assert point == {"data/threshold": 0.02, "train/negative_ratio": 7, "model/gnn_layers": cfg.model.gnn_layers,
+                     "model/edge_dim": 48, "train/lr": cfg.train.lr, "train/l2": cfg.train.l2}
+    assert default_point(load_config(None, ["train.lr=0.5"]), search_space(cfg, "ag")) is None  # outside [1e-4, 1e-2]
+    table, _ = _table([{"trial_id": "a", "best_val_f1": 0.3, "train.lr": 0.004},
+                       {"trial_id": "b", "best_val_f1": 0.2}, {"trial_id": "c", "best_val_f1": 0.1}])
+    base = {"data/threshold": 0.02, "train/negative_ratio": 4, "model/gnn_layers": 1, "train/lr": 1e-3,
+            "train/l2": 1e-6}
+    assert defaults_trial(table, base)["trial_id"] == "b"  # the first trial that ran exactly these values
+    assert defaults_trial(table, {**base, "train/lr": 0.002}) is None and defaults_trial(table, None) is None
 
 
 def test_concurrency_follows_the_cluster():
@@ -153,7 +167,7 @@ def sweep(tiny_prepared, tmp_path_factory):
     cfg = load_config(REPO / "configs" / "tiny.yaml", [
         f"data.prepared={prepared}", f"train.storage_path={root / 'ray'}", "train.num_workers=1",
         "train.epochs=2", "train.pretrain_epochs=1", "tune.num_samples=4", "tune.max_concurrent=1",
-        "tune.grace_period=1", "tune.reduction_factor=2", "tune.name=tiny-sweep"])
+        "tune.grace_period=1", "tune.reduction_factor=2", "tune.name=tiny-sweep", "tune.dim=[8, 64]"])
     summary = run_sweep(cfg)
     return {"cfg": cfg, "summary": summary, "dir": Path(summary["sweep_dir"]),
             "table": pq.read_table(summary["results"])}
@@ -232,6 +246,23 @@ def test_every_trial_reports_and_asha_stops_some(sweep):
 
 
 @pytest.mark.slow
+def test_the_first_trial_runs_the_configs_own_values(sweep):
+    cfg, table, s = sweep["cfg"], sweep["table"].to_pylist(), sweep["summary"]
+    first = table[0]
+    assert [r["defaults"] for r in table] == [True, False, False, False]
+    assert (first["data.threshold"], first["train.negative_ratio"], first["model.gnn_layers"],
+            first["model.edge_dim"]) == (cfg.data.threshold, cfg.train.negative_ratio, cfg.model.gnn_layers,
+                                         cfg.model.edge_dim)
+    assert first["train.lr"] == pytest.approx(cfg.train.lr) and first["train.l2"] == pytest.approx(cfg.train.l2)
+    d = s["defaults"]
+    assert d["trial_id"] == first["trial_id"] and d["best_val_f1"] == first["best_val_f1"]
+    expected_dir = sweep["dir"] / ("best" if first["trial_id"] == s["best_trial"] else "defaults")
+    assert d["model_dir"] == str(expected_dir)
+    stored = json.loads((expected_dir / "metrics.json").read_text())
+    assert stored["sweep"]["trial_id"] == first["trial_id"] and stored["test"]["f1"] == pytest.approx(d["test"]["f1"])
+
+
+@pytest.mark.slow
 def test_report_files(sweep):
     d, table = sweep["dir"], sweep["table"]
     md = (d / "results.md").read_text()
@@ -274,8 +305,8 @@ def test_rerun_resumes_without_new_trials(sweep):
     assert again["resumed"] and not sweep["summary"]["resumed"]
     assert (_epoch_dirs(d / "runs"), sorted(p.name for p in (d / "runs").iterdir())) == before
     assert pq.read_table(again["results"]).equals(sweep["table"])
-    assert {k: again[k] for k in ("best_trial", "best_params", "best_val_f1", "test")} == \
-        {k: sweep["summary"][k] for k in ("best_trial", "best_params", "best_val_f1", "test")}
+    assert {k: again[k] for k in ("best_trial", "best_params", "best_val_f1", "test", "defaults")} == \
+        {k: sweep["summary"][k] for k in ("best_trial", "best_params", "best_val_f1", "test", "defaults")}
 
 
 @pytest.mark.slow
