@@ -57,7 +57,7 @@ from dpr_dist.models.ncf import NCF  # noqa: E402
 from dpr_dist.models.variants import build_model  # noqa: E402
 from dpr_dist.train.collate import collate_patients, package_csr  # noqa: E402
 from dpr_dist.train.modeldir import ModelBundle, load_model_dir  # noqa: E402
-from dpr_dist.train.run import load_prepared, read_records  # noqa: E402
+from dpr_dist.train.prepared import load_prepared, read_records  # noqa: E402
 
 from _common import ensure_prepared  # noqa: E402  (benchmarks/_common.py)
 

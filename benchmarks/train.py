@@ -48,7 +48,7 @@ from dpr_dist.models.dpr import DPR  # noqa: E402
 from dpr_dist.models.layers import l2_penalty  # noqa: E402
 from dpr_dist.train.collate import PATIENT_COLUMNS, RECORD_COLUMNS, collate_packages, collate_patients  # noqa: E402
 from dpr_dist.train.negatives import gather_packages, negative_layout, sample_negative_packages  # noqa: E402
-from dpr_dist.train.run import load_prepared, read_records  # noqa: E402
+from dpr_dist.train.prepared import load_prepared, read_records  # noqa: E402
 
 from _common import ensure_prepared  # noqa: E402  (benchmarks/_common.py)
 

@@ -43,6 +43,13 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage-path", help="checkpoints and run state, local or s3:// (default: train.storage_path)")
 
 
+def _pretrained_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pretrained", metavar="DIR",
+                   help="start from this NCF pre-training instead of running one: a pre-training run directory "
+                        "(with pretrained.json, e.g. runs/bench/runs/bench-ncf) or a checkpoint directory "
+                        "(with model.pt); it must be pre-trained on the same prepared data")
+
+
 def _load(args: argparse.Namespace) -> Config:
     overrides = list(args.overrides)
     if getattr(args, "seed", None) is not None:
@@ -105,7 +112,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from dpr_dist.train.run import train
 
     cfg = _with_data(_load(args), args)
-    print(train(cfg, args.model, out=args.out))
+    print(train(cfg, args.model, pretrained=args.pretrained, out=args.out))
     return 0
 
 
@@ -113,7 +120,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from dpr_dist.data import io
     from dpr_dist.eval.evaluate import evaluate_models, format_table
     from dpr_dist.train.modeldir import load_model_dir
-    from dpr_dist.train.run import read_records
+    from dpr_dist.train.prepared import read_records
 
     bundle = load_model_dir(args.model_dir)
     prepared = args.prepared or bundle.config.data.prepared
@@ -130,7 +137,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_tune(args: argparse.Namespace) -> int:
     from dpr_dist.tune import run_sweep
 
-    _print(run_sweep(_with_data(_load(args), args), model=args.model))
+    _print(run_sweep(_with_data(_load(args), args), model=args.model, pretrained=args.pretrained))
     return 0
 
 
@@ -257,17 +264,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ag, wg, gnn, wg_context, wg_type, ag_mask, ag_type, ncf, nn, package2vec, lda, br, dam "
                         "(default: model.name)")
     _run_args(p)
+    _pretrained_arg(p)
     p.add_argument("--out", help="model directory (default: {storage_path}/{name}-{model}/model)")
     _config_args(p)
 
     p = add("tune", cmd_tune, "hyperparameter sweep: Ray Tune + Optuna, every trial a Ray Train run",
             "Search co-occurrence threshold, negative ratio, GNN layers, edge dimension, learning\n"
-            "rate and L2 (ranges in the tune section) with Optuna's TPE and ASHA early stopping on\n"
-            "validation F1. Writes a results table (Parquet, Markdown), optimization-history and\n"
-            "parameter-importance plots, and the best model directory (best/) with test metrics.\n"
+            "rate and L2 (ranges in the tune section; tune.rank_weight adds the ranking term's\n"
+            "weight) with Optuna's TPE and ASHA early stopping on validation F1. All trials share\n"
+            "one NCF pre-training (the sweep's own, or --pretrained). Writes a results table\n"
+            "(Parquet, Markdown), optimization-history and parameter-importance plots, and the\n"
+            "best model directory (best/) with test metrics.\n"
             "Re-running with the same tune.name resumes the sweep. See docs/tuning.md.")
     p.add_argument("--model", help="DPR variant to tune (default: model.name)")
     _run_args(p)
+    _pretrained_arg(p)
     _config_args(p)
 
     p = add("evaluate", cmd_evaluate, "metrics of a model directory on a split",

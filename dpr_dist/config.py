@@ -124,7 +124,8 @@ class TrainConfig:
             cross-entropy towards ``softmax(F1 / rank_tau)``. 0 (the default) trains with the
             paper's loss only (eqs. 15 / 21); the global-batch negatives are used either way.
             ``configs/demo.yaml`` and ``configs/bench.yaml`` set 1.0: ``docs/training.md`` has
-            the measurements. Sweeps (``dpr tune``) train with the paper's loss only.
+            the measurements. Sweep trials (``dpr tune``) train with it too, or search it
+            (``tune.rank_weight``).
         rank_tau: Temperature of the ranking targets.
         rank_neighbors: Size of a training patient's candidate neighbourhood (as
             ``eval.neighbors`` at test time).
@@ -246,6 +247,9 @@ class TuneConfig:
             of ``data.threshold``, ``train.negative_ratio``, ``model.gnn_layers``,
             ``model.edge_dim`` (the patient encoder's and drug embeddings' sizes are those
             of the shared NCF pre-training), ``train.lr`` and ``train.l2``.
+        rank_weight: Search range of ``train.rank_weight`` (the candidate-ranking term);
+            ``(0, 0)``, the default: not searched, every trial trains with
+            ``train.rank_weight``.
     """
 
     num_samples: int = 16
@@ -261,6 +265,7 @@ class TuneConfig:
     dim: tuple[int, int] = (16, 256)
     lr: tuple[float, float] = (1e-4, 1e-2)
     l2: tuple[float, float] = (1e-8, 1e-4)
+    rank_weight: tuple[float, float] = (0.0, 0.0)
 
 
 @dataclass(frozen=True)

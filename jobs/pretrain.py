@@ -15,7 +15,8 @@ except ImportError:  # a checkout or a Ray job working directory without install
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dpr_dist.runtime import setup_logging  # noqa: E402
-from dpr_dist.train.run import ensure_data, job_config, pretrain  # noqa: E402
+from dpr_dist.train.job import ensure_data, job_config  # noqa: E402
+from dpr_dist.train.run import pretrain  # noqa: E402
 
 if __name__ == "__main__":
     cfg = job_config(__doc__.splitlines()[0])

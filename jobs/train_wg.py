@@ -16,7 +16,7 @@ except ImportError:  # a checkout or a Ray job working directory without install
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dpr_dist.runtime import setup_logging  # noqa: E402
-from dpr_dist.train.run import job_config, run_job  # noqa: E402
+from dpr_dist.train.job import job_config, run_job  # noqa: E402
 
 if __name__ == "__main__":
     cfg = job_config(__doc__.splitlines()[0])

@@ -20,7 +20,7 @@ except ImportError:  # a checkout or a Ray job working directory without install
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dpr_dist.runtime import setup_logging  # noqa: E402
-from dpr_dist.train.run import ensure_data, job_config  # noqa: E402
+from dpr_dist.train.job import ensure_data, job_config  # noqa: E402
 from dpr_dist.tune import run_sweep  # noqa: E402
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from dpr_dist.eval.evaluate import candidate_graphs, encode_records
 from dpr_dist.eval.experiment_report import markdown_table
 from dpr_dist.eval.package_csr import PackageCSR
 from dpr_dist.train.collate import package_csr
-from dpr_dist.train.run import read_records
+from dpr_dist.train.prepared import read_records
 
 if TYPE_CHECKING:
     from dpr_dist.train.modeldir import ModelBundle

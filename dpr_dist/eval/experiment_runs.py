@@ -11,7 +11,8 @@ from dpr_dist.data import io
 from dpr_dist.eval.evaluate import evaluate_models
 from dpr_dist.eval.experiment_options import tag
 from dpr_dist.train.modeldir import ModelBundle, load_model_dir, update_metrics
-from dpr_dist.train.run import default_model_dir, pretrain, pretrained_checkpoint, read_records, train
+from dpr_dist.train.prepared import read_records
+from dpr_dist.train.run import default_model_dir, pretrain, pretrained_checkpoint, train
 
 log = logging.getLogger(__name__)
 

@@ -54,7 +54,8 @@ from dpr_dist.eval.experiment_runs import Runs
 from dpr_dist.eval.generation_eval import generation_metrics
 from dpr_dist.eval.patient_groups import mask_tsne
 from dpr_dist.eval.pipeline import output_config, prepare_inputs, write_bytes, write_text
-from dpr_dist.train.run import ensure_data, load_prepared
+from dpr_dist.train.job import ensure_data
+from dpr_dist.train.prepared import load_prepared
 
 log = logging.getLogger(__name__)
 

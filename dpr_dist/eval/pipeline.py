@@ -39,7 +39,8 @@ from dpr_dist.config import Config
 from dpr_dist.data import io
 from dpr_dist.eval.evaluate import evaluate_models, format_table
 from dpr_dist.train.modeldir import load_model_dir, update_metrics
-from dpr_dist.train.run import MODELS, read_records, train
+from dpr_dist.train.prepared import read_records
+from dpr_dist.train.run import MODELS, train
 
 log = logging.getLogger(__name__)
 

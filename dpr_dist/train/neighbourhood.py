@@ -33,7 +33,7 @@ ranks (one object-store copy), so no extra collective is needed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -150,6 +150,11 @@ class Neighbourhood:
             raise ValueError("Neighbourhood.build: the candidate index has no record ids")
         return cls(PackageCSR(index.indptr, index.indices), neighbour_table(index, k), list(index.record_ids),
                    relation, cooc, threshold, count)
+
+    def at_threshold(self, threshold: float) -> "Neighbourhood":
+        """The same neighbourhoods, their graphs built at another co-occurrence threshold
+        (a sweep trial's ``data.threshold``)."""
+        return self if threshold == self.threshold else replace(self, threshold=threshold)
 
     def rows(self, record_ids: Sequence[str]) -> np.ndarray:
         """Training rows of ``record_ids`` (``-1`` for an id outside the training split)."""

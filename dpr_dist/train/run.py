@@ -1,4 +1,4 @@
-"""Ray Train runs and the whole training job (``dpr pretrain``, ``dpr train``, ``dpr pipeline``).
+"""Ray Train runs: NCF pre-training and the package models (``dpr pretrain``, ``dpr train``).
 
 * :func:`pretrain` -- NCF pre-training (paper 4.1) as a ``TorchTrainer`` run named
   ``{train.name}-ncf``; returns the best checkpoint (by validation F1 of the top-``K``
@@ -9,8 +9,9 @@
   with the candidate procedure; writes the model directory
   (:mod:`dpr_dist.train.modeldir`) from the best checkpoint. Package2vec and LDA are
   fitted on the training packages first; NN (not trainable) runs one validation epoch.
-* :func:`run_job` -- synthetic data if absent, preparation if absent, pre-training,
-  training of each model, test metrics (with the NCF and popularity baselines).
+
+The prepared data comes from :mod:`dpr_dist.train.prepared`; the whole job of
+``jobs/*.py`` (data, preparation, these runs, test metrics) is :mod:`dpr_dist.train.job`.
 
 Runs checkpoint every epoch to ``train.storage_path`` (local or ``s3://``), survive
 ``train.max_failures`` worker failures by resuming from the last checkpoint, and a re-run
@@ -23,19 +24,16 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass, replace
-from typing import Any, Sequence
+from dataclasses import replace
+from typing import Any
 
-import pyarrow as pa
-import pyarrow.dataset as pads
 import torch
 
 from dpr_dist.config import Config
 from dpr_dist.data import io
 from dpr_dist.data.documents import NOTE_VOCAB_SIZE
-from dpr_dist.data.graphs import PairTable
 from dpr_dist.eval.candidates import CandidateIndex
-from dpr_dist.eval.evaluate import encode_records, evaluate_models, format_table
+from dpr_dist.eval.evaluate import encode_records
 from dpr_dist.eval.metrics import mean_package_size
 from dpr_dist.eval.package_csr import PackageCSR
 from dpr_dist.models.baselines import BASELINES as PACKAGE_BASELINES
@@ -43,87 +41,15 @@ from dpr_dist.models.ncf import NCF
 from dpr_dist.models.variants import VARIANTS, build_model
 from dpr_dist.runtime import ensure_ray
 from dpr_dist.train.collate import PATIENT_COLUMNS, RECORD_COLUMNS, package_csr
-from dpr_dist.train.modeldir import load_model_dir, pair_table_from_arrow, save_model_dir, update_metrics
+from dpr_dist.train.modeldir import save_model_dir
 from dpr_dist.train.neighbourhood import Neighbourhood
+from dpr_dist.train.prepared import Prepared, load_prepared, read_records, train_dataset
 from dpr_dist.train.worker import RunSpec, ValidationData, train_loop
 
 #: Every model :func:`train` trains: NCF, the DPR variants and the package baselines.
 MODELS = ("ncf", *VARIANTS, *PACKAGE_BASELINES)
 
 log = logging.getLogger(__name__)
-
-
-# ----------------------------------------------------------------------------- prepared data
-@dataclass
-class Prepared:
-    """The small tables of a prepared data directory (``dpr prepare`` output)."""
-
-    path: str
-    manifest: dict
-    drugs: pa.Table
-    doc_words: pa.Table
-    relation: PairTable
-    cooc: PairTable
-    descriptions: pa.Table | None = None
-
-    @property
-    def num_drugs(self) -> int:
-        return self.drugs.num_rows
-
-    @property
-    def num_doc_words(self) -> int:
-        return self.doc_words.num_rows
-
-
-def load_prepared(path: str, threshold: float | None = None) -> Prepared:
-    """Read the manifest, vocabularies and pair tables of a prepared directory.
-
-    Raises:
-        FileNotFoundError: when ``path`` holds no prepared data.
-        ValueError: when ``threshold`` is below the threshold the graphs were built at.
-    """
-    if not io.exists(io.join(path, "manifest.json")):
-        raise FileNotFoundError(f"no prepared data at {path} (run `dpr prepare` first)")
-    manifest = io.read_json(io.join(path, "manifest.json"))
-    built = float(manifest.get("build_threshold", 0.0))
-    if threshold is not None and threshold < built:
-        raise ValueError(f"data.threshold={threshold} is below the build threshold {built} of {path}; "
-                         "re-run `dpr prepare` with a lower data.build_threshold")
-    drugs = io.read_table(io.join(path, "vocab/drugs.parquet"))
-    m = drugs.num_rows
-    relation = io.read_table(io.join(path, "relation.parquet"))
-    descriptions = relation.select(["src", "dst", "description"]) if "description" in relation.column_names else None
-    return Prepared(path, manifest, drugs, io.read_table(io.join(path, "vocab/doc_words.parquet")),
-                    pair_table_from_arrow(relation, "label", m),
-                    pair_table_from_arrow(io.read_table(io.join(path, "cooccurrence.parquet")), "p", m),
-                    descriptions)
-
-
-def read_records(prepared: str, split: str, columns: Sequence[str] = PATIENT_COLUMNS) -> pa.Table:
-    """One split of the prepared records (only ``columns``), in file order."""
-    uri = io.join(prepared, "records", f"split={split}")
-    if not io.exists(uri):
-        raise FileNotFoundError(f"prepared data {prepared} has no {split} split")
-    fs, path = io.filesystem(uri)
-    return pads.dataset(path, filesystem=fs, format="parquet").to_table(columns=list(columns))
-
-
-def train_dataset(prepared: str, columns: Sequence[str]):
-    """The training split as a materialized Ray Dataset of ``columns``, blocks in file order.
-
-    Reading with ``preserve_order`` makes the workers' shards, and so a seeded run's
-    metrics, independent of which read task finishes first.
-    """
-    import ray
-
-    fs, path = io.filesystem(io.join(prepared, "records", "split=train"))
-    data_ctx = ray.data.DataContext.get_current()
-    keep = data_ctx.execution_options.preserve_order
-    data_ctx.execution_options.preserve_order = True
-    try:
-        return ray.data.read_parquet(path, filesystem=fs).select_columns(list(columns)).materialize()
-    finally:
-        data_ctx.execution_options.preserve_order = keep
 
 
 # ----------------------------------------------------------------------------- Ray Train
@@ -194,16 +120,18 @@ def fit(cfg: Config, kind: str, epochs: int, val: ValidationData, pretrained: di
     return result
 
 
-def training_neighbourhood(cfg: Config, index: CandidateIndex, prep: Prepared) -> Neighbourhood | None:
+def training_neighbourhood(cfg: Config, index: CandidateIndex, prep: Prepared, always: bool = False
+                           ) -> Neighbourhood | None:
     """The training patients' candidate neighbourhoods, when ``train.rank_weight`` or
-    ``train.hard_negatives`` asks for them (None otherwise).
+    ``train.hard_negatives`` asks for them, or ``always`` (a sweep that searches the
+    ranking weight); None otherwise.
 
     Built once on the driver from the candidate index of the training split (the
     pre-trained embeddings that also build the test-time candidate sets); the workers
     share one object-store copy (``N x rank_neighbors`` int64 plus the packages' drug ids).
     """
     tc = cfg.train
-    if tc.rank_weight <= 0 and tc.hard_negatives <= 0:
+    if tc.rank_weight <= 0 and tc.hard_negatives <= 0 and not always:
         return None
     return Neighbourhood.build(index, tc.rank_neighbors, tc.hard_negatives, prep.relation, prep.cooc,
                                cfg.data.threshold)
@@ -253,6 +181,27 @@ def pretrained_checkpoint(cfg: Config) -> dict | None:
     return record
 
 
+def pretrained_record(uri: str) -> dict:
+    """The pre-training record of ``uri``: a pre-training run directory (its
+    ``pretrained.json``, as :func:`pretrain` writes it) or an NCF checkpoint directory
+    (``model.pt``); local or ``s3://``.
+
+    Raises:
+        FileNotFoundError: when ``uri`` holds neither.
+    """
+    uri = uri.rstrip("/")
+    if io.exists(io.join(uri, "pretrained.json")):
+        record = io.read_json(io.join(uri, "pretrained.json"))
+        if io.exists(io.join(record["checkpoint"], "model.pt")):
+            return record
+        raise FileNotFoundError(f"{uri}/pretrained.json names the checkpoint {record['checkpoint']}, which has "
+                                "no model.pt")
+    if io.exists(io.join(uri, "model.pt")):
+        return {"checkpoint": uri, "epochs": None, "best_epoch": None, "best_val_f1": None, "history": []}
+    raise FileNotFoundError(f"pretrained {uri}: neither a pre-training run directory (pretrained.json) nor an NCF "
+                            "checkpoint directory (model.pt)")
+
+
 def load_ncf(uri: str, cfg: Config, num_drugs: int, num_doc_words: int) -> NCF:
     """The NCF of a pre-training checkpoint (``model.pt`` under ``uri``), eval mode."""
     fs, path = io.filesystem(io.join(uri, "model.pt"))
@@ -275,8 +224,8 @@ def train(cfg: Config, model: str | None = None, *, pretrained: str | None = Non
         model: One of :data:`MODELS`: ``ncf``, a DPR variant (``ag``, ``wg``, ``gnn``,
             ablations) or a package baseline (``nn``, ``package2vec``, ``lda``, ``br``,
             ``dam``); default ``model.name``.
-        pretrained: URI of an NCF checkpoint directory (``model.pt``) to start from,
-            e.g. what :func:`pretrain` returned for another run name.
+        pretrained: An NCF pre-training to start from (:func:`pretrained_record`: a
+            pre-training run directory or a checkpoint directory), e.g. another run's.
         out: Model directory (default :func:`default_model_dir`).
         fail_once: Test hook making one worker exit once (see :class:`RunSpec`).
 
@@ -290,7 +239,7 @@ def train(cfg: Config, model: str | None = None, *, pretrained: str | None = Non
     ensure_ray()
     prep = load_prepared(cfg.data.prepared, cfg.data.threshold)
     if pretrained is not None:
-        record = {"checkpoint": pretrained, "best_epoch": None, "best_val_f1": None, "history": []}
+        record = pretrained_record(pretrained)
     else:
         record = pretrained_checkpoint(cfg)
         if record is None:
@@ -331,80 +280,3 @@ def train(cfg: Config, model: str | None = None, *, pretrained: str | None = Non
                    metrics=metrics, top_k=top_k, descriptions=prep.descriptions)
     log.info("model directory -> %s", out)
     return out
-
-
-# ----------------------------------------------------------------------------- the job
-def ensure_data(cfg: Config) -> dict:
-    """Generate synthetic data (``synth`` section) if ``data.emr`` is absent, then prepare it
-    if ``data.prepared`` has no manifest. Returns the manifest."""
-    if io.exists(io.join(cfg.data.prepared, "manifest.json")):
-        return io.read_json(io.join(cfg.data.prepared, "manifest.json"))
-    if not io.exists(cfg.data.emr):
-        from dpr_dist.data import synth
-
-        out = cfg.data.emr.rstrip("/").rsplit("/", 1)[0] if "/" in cfg.data.emr else "."
-        expected = (io.join(out, "emr"), io.join(out, "ddi.parquet"))
-        if (cfg.data.emr.rstrip("/"), cfg.data.ddi) != expected:
-            raise ValueError(f"data.emr={cfg.data.emr!r} does not exist; synthetic data is written as "
-                             f"{expected[0]!r} and {expected[1]!r}: set data.emr and data.ddi to those")
-        emr, ddi = synth.generate(cfg.synth.records, cfg.synth.drugs, seed=cfg.seed,
-                                  conditions=cfg.synth.conditions, notes=cfg.synth.notes,
-                                  mean_package=cfg.synth.mean_package)
-        synth.write(emr, ddi, out)
-        log.info("generated %d synthetic records -> %s", cfg.synth.records, out)
-    from dpr_dist.data.prepare import prepare
-
-    return prepare(cfg)
-
-
-def run_job(cfg: Config, models: Sequence[str] = ("ag",), baselines: Sequence[str] = ("ncf", "popularity"),
-            split: str = "test") -> dict[str, Any]:
-    """The whole path: data, preparation, pre-training, training, evaluation.
-
-    Every stage is skipped or resumed when its output exists: data and prepared data by
-    path, pre-training and training runs by name.
-
-    Args:
-        cfg: The configuration.
-        models: Package models to train (each gets its run and model directory).
-        baselines: Baselines evaluated from the first model's directory
-            (``ncf``, ``popularity``, ``nn``).
-        split: The split the metrics are computed on.
-
-    Returns:
-        ``{"model_dirs": {model: dir}, "metrics": {model: metrics}, "table": str}``; the
-        table is also printed, and each model's metrics are added to its directory.
-    """
-    ensure_ray()
-    ensure_data(cfg)
-    dirs = {m: train(cfg, m) for m in models}  # the first pre-trains NCF (or finds it done)
-    records = read_records(cfg.data.prepared, split)
-    results: dict[str, dict] = {}
-    for i, m in enumerate(models):
-        bundle = load_model_dir(dirs[m])
-        names = ([b for b in baselines if b != m] if i == 0 else []) + [m]
-        mets, _ = evaluate_models(bundle, records, names)
-        update_metrics(dirs[m], {split: mets[m]})
-        results.update(mets)
-    table = format_table(results)
-    print(f"\n{split} metrics ({records.num_rows} records)\n{table}", flush=True)
-    return {"model_dirs": dirs, "metrics": results, "table": table}
-
-
-def job_config(description: str, argv: Sequence[str] | None = None, default_config: str | None = None) -> Config:
-    """The configuration of a job entry point (``jobs/*.py``) from its command line.
-
-    ``--config FILE`` (default ``default_config``, else the built-in defaults) and
-    repeatable ``--set section.key=value`` overrides.
-    """
-    import argparse
-
-    from dpr_dist.config import load_config
-
-    p = argparse.ArgumentParser(description=description)
-    p.add_argument("--config", metavar="FILE", default=default_config,
-                   help=f"YAML config (default: {default_config or 'built-in defaults'})")
-    p.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
-                   help="override a config value, e.g. --set train.epochs=3 (repeatable)")
-    args = p.parse_args(argv)
-    return load_config(args.config, args.overrides)

@@ -194,6 +194,8 @@ class _Runner:
         self.tc = spec.cfg.train
         self.val: ValidationData = _resolve(spec.val)
         self.hood = _resolve(spec.neighbourhood) if spec.neighbourhood is not None else None
+        if self.hood is not None:  # shared by a sweep's trials, each with its own threshold
+            self.hood = self.hood.at_threshold(spec.cfg.data.threshold)
 
     @property
     def ranks(self) -> bool:

@@ -33,7 +33,7 @@ from dpr_dist.data.documents import NOTE_VOCAB_SIZE
 from dpr_dist.eval.evaluate import evaluate
 from dpr_dist.models.dpr import DPR
 from dpr_dist.train.modeldir import load_model_dir, save_model_dir, update_metrics
-from dpr_dist.train.run import read_records
+from dpr_dist.train.prepared import read_records
 
 log = logging.getLogger(__name__)
 

@@ -33,25 +33,34 @@ def search_space(cfg: Config, kind: str | None = None) -> dict[str, optuna.distr
 
     ``model.edge_dim`` is searched for attributed-graph variants only; the encoder and
     drug-embedding sizes stay those of the shared pre-training (``docs/tuning.md``).
+    ``train.rank_weight`` is searched when ``tune.rank_weight`` is not ``(0, 0)``.
 
     Raises:
         ValueError: on an empty or non-positive (log-scale) range, naming it.
     """
     t = cfg.tune
     kind = kind or cfg.model.name
-    specs = [("data/threshold", "threshold", float, True), ("train/negative_ratio", "negative_ratio", int, False),
-             ("model/gnn_layers", "gnn_layers", int, False), ("model/edge_dim", "dim", int, True),
-             ("train/lr", "lr", float, True), ("train/l2", "l2", float, True)]
+    # (key, tune field, type, log scale, smallest allowed low)
+    specs = [("data/threshold", "threshold", float, True, None),
+             ("train/negative_ratio", "negative_ratio", int, False, 1),
+             ("model/gnn_layers", "gnn_layers", int, False, 1), ("model/edge_dim", "dim", int, True, None),
+             ("train/lr", "lr", float, True, None), ("train/l2", "l2", float, True, None),
+             ("train/rank_weight", "rank_weight", float, False, 0)]
     if VARIANTS[kind].graph != "ag":
         specs = [s for s in specs if s[0] != "model/edge_dim"]
+    if t.rank_weight == (0.0, 0.0):  # not searched: trials train with train.rank_weight
+        specs = [s for s in specs if s[0] != "train/rank_weight"]
     space: dict[str, optuna.distributions.BaseDistribution] = {}
-    for key, field_name, kind_of, log_scale in specs:
+    for key, field_name, kind_of, log_scale, least in specs:
         low, high = getattr(t, field_name)
-        if not low <= high or (log_scale and low <= 0) or (field_name in ("negative_ratio", "gnn_layers") and low < 1):
+        if not low <= high or (log_scale and low <= 0) or (least is not None and low < least):
             raise ValueError(f"tune.{field_name}={[low, high]!r}: expected low <= high"
-                             + (" and low > 0" if log_scale else " and low >= 1"))
+                             + (" and low > 0" if log_scale else f" and low >= {least}"))
         space[key] = (optuna.distributions.IntDistribution(int(low), int(high), log=log_scale) if kind_of is int
                       else optuna.distributions.FloatDistribution(float(low), float(high), log=log_scale))
+    if cfg.train.hard_negatives > t.negative_ratio[0]:
+        raise ValueError(f"train.hard_negatives={cfg.train.hard_negatives} exceeds the smallest searched "
+                         f"negative ratio (tune.negative_ratio={list(t.negative_ratio)}); raise its low end")
     return space
 
 

@@ -2,12 +2,11 @@
 
 :func:`run_sweep` (``dpr tune``, ``jobs/tune.py``) runs one sweep of a DPR variant:
 
-1. NCF pre-training once for the whole sweep (``<sweep>/pretrain-ncf``), and on the
-   driver, once, the inputs every trial shares: the training split as a materialized
-   Ray Dataset, the validation candidate sets and the pre-trained weights (object refs);
-2. a :class:`ray.tune.Tuner` over :func:`run_trial`, the Ray Tune driver-function
-   pattern of Ray Train V2: each trial builds a ``TorchTrainer`` with ``train.num_workers``
-   workers whose per-epoch reports reach Tune through :class:`EpochReport` (a
+1. NCF pre-training once for the whole sweep (``<sweep>/pretrain-ncf``, or a given one),
+   and on the driver, once, the inputs every trial shares (:mod:`dpr_dist.tune.trial`);
+2. a :class:`ray.tune.Tuner` over :func:`~dpr_dist.tune.trial.run_trial`, the Ray Tune
+   driver-function pattern of Ray Train V2: each trial builds a ``TorchTrainer`` with
+   ``train.num_workers`` workers whose per-epoch reports reach Tune (a
    ``TuneReportCallback``); Optuna's seeded TPE sampler proposes the parameters
    (:func:`dpr_dist.tune.space.search_space`) and ASHA stops trials whose best validation
    F1 falls behind at a rung; the placement groups of stopped trials' Train runs are
@@ -24,32 +23,25 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import optuna
 import pyarrow as pa
-import pyarrow.fs as pafs
 import ray
 import ray.tune
-import torch
-from ray.tune.integration.ray_train import TuneReportCallback
 
 from dpr_dist.config import Config, config_from_dict
 from dpr_dist.data import io
-from dpr_dist.eval.candidates import CandidateIndex
-from dpr_dist.eval.evaluate import encode_records
-from dpr_dist.eval.metrics import mean_package_size
 from dpr_dist.models.variants import VARIANTS
 from dpr_dist.runtime import ensure_ray
-from dpr_dist.train.collate import RECORD_COLUMNS, package_csr
-from dpr_dist.train.run import (Prepared, load_ncf, load_prepared, pretrain, pretrained_checkpoint, read_records,
-                                train_dataset)
-from dpr_dist.train.worker import RunSpec, ValidationData, train_loop
+from dpr_dist.train.prepared import Prepared, load_prepared
+from dpr_dist.train.run import pretrain, pretrained_checkpoint, pretrained_record, run_name
 from dpr_dist.tune import report
-from dpr_dist.tune.cleanup import PlacementGroupReaper, RegisterPlacementGroup
+from dpr_dist.tune.cleanup import PlacementGroupReaper
 from dpr_dist.tune.space import (EPOCHS_KEY, METRIC, asha_scheduler, default_point, max_concurrent_trials,
                                  search_space, trial_config, worker_resources)
+from dpr_dist.tune.trial import TrialContext, fs_path, run_trial, shared_inputs, trial_context
 
 log = logging.getLogger(__name__)
 
@@ -64,81 +56,6 @@ def sweep_dir(cfg: Config) -> str:
     """``<tune.storage_path or train.storage_path>/<tune.name>`` (local paths made absolute)."""
     root = cfg.tune.storage_path or cfg.train.storage_path
     return io.join(root if io.is_s3(root) else os.path.abspath(root), cfg.tune.name)
-
-
-def _fs_path(uri: str) -> tuple[str, pafs.FileSystem | None]:
-    """``(path, filesystem)`` as Ray's ``storage_path`` / ``storage_filesystem`` want them."""
-    if io.is_s3(uri):
-        fs, path = io.filesystem(uri)
-        return path, fs
-    return uri, None
-
-
-class EpochReport(TuneReportCallback):
-    """``TuneReportCallback`` adding :data:`EPOCHS_KEY` (``epoch + 1``) to every result,
-    so that ASHA counts Train epochs even in a trial that resumed its Train run."""
-
-    def after_report(self, run_context, metrics, checkpoint) -> None:  # noqa: D102 - see class
-        first = {**metrics[0], EPOCHS_KEY: int(metrics[0]["epoch"]) + 1}
-        super().after_report(run_context, [first, *metrics[1:]], checkpoint)
-
-
-@dataclass
-class TrialContext:
-    """What every trial shares (sent once through ``tune.with_parameters``).
-
-    Attributes:
-        cfg: The sweep's configuration (``model.name`` = the swept variant).
-        dataset: The training split (``RECORD_COLUMNS``), a materialized Ray Dataset.
-        val: Object ref of the :class:`ValidationData` (candidate sets from the NCF).
-        pretrained: Object ref of the pre-trained NCF state dict.
-        num_drugs, num_doc_words: Vocabulary sizes.
-        runs: ``<sweep>/runs``: where the trials' Train runs live.
-        reaper: The sweep's :class:`~dpr_dist.tune.cleanup.PlacementGroupReaper`.
-    """
-
-    cfg: Config
-    dataset: Any
-    val: Any
-    pretrained: Any
-    num_drugs: int
-    num_doc_words: int
-    runs: str
-    reaper: Any
-
-
-def train_run_name(trial_id: str, kind: str) -> str:
-    """Name of a trial's Ray Train run (stable across restores, so the run resumes)."""
-    return f"{trial_id}-{kind}"
-
-
-def run_trial(config: dict, ctx: TrialContext) -> None:
-    """A Tune trial: one distributed Ray Train run with the trial's parameters."""
-    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    cfg = trial_config(ctx.cfg, config)
-    tc, kind = cfg.train, cfg.model.name
-    spec = RunSpec(cfg=cfg, kind=kind, epochs=tc.epochs, num_drugs=ctx.num_drugs, num_doc_words=ctx.num_doc_words,
-                   val=ctx.val, pretrained=ctx.pretrained)
-    ingest = DataConfig.default_ingest_options()
-    ingest.preserve_order = True  # deterministic shards, as in dpr_dist.train.run.fit
-    path, fs = _fs_path(ctx.runs)
-    trainer = TorchTrainer(
-        train_loop,
-        train_loop_config={"spec": spec},
-        scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=tc.use_gpu,
-                                     resources_per_worker=worker_resources(cfg)),
-        run_config=RunConfig(
-            name=train_run_name(ray.tune.get_context().get_trial_id(), kind), storage_path=path,
-            storage_filesystem=fs, failure_config=FailureConfig(max_failures=tc.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="val_f1",
-                                               checkpoint_score_order="max"),
-            callbacks=[EpochReport(), RegisterPlacementGroup(ctx.reaper)]),
-        datasets={"train": ctx.dataset},
-        dataset_config=DataConfig(datasets_to_split=["train"], execution_options=ingest),
-    )
-    trainer.fit()
 
 
 def _trial_dirname(trial) -> str:
@@ -170,39 +87,13 @@ def _prepared(cfg: Config) -> Prepared:
     return prep
 
 
-def _inputs(cfg: Config, prep: Prepared, ncf_uri: str) -> dict[str, Any]:
-    """Prepared data, the pre-trained NCF, its candidate index of the training patients and
-    NCF's ``K`` (for the trials' validation and the export of the best trial)."""
-    ncf = load_ncf(ncf_uri, cfg, prep.num_drugs, prep.num_doc_words)
-    train_tab = read_records(prep.path, "train")
-    with torch.no_grad():
-        index = CandidateIndex(encode_records(ncf.encode, train_tab, prep.num_doc_words, cfg.eval.batch_size),
-                               package_csr(train_tab), train_tab["record_id"].to_pylist())
-    return {"prep": prep, "ncf": ncf, "index": index, "top_k": mean_package_size(package_csr(train_tab)),
-            "ncf_uri": ncf_uri}
-
-
-def _trial_context(cfg: Config, inputs: dict[str, Any], reaper) -> TrialContext:
-    """What the trials share, built once: validation candidates, weights, training data."""
-    prep, ncf = inputs["prep"], inputs["ncf"]
-    val_tab = read_records(prep.path, "val")
-    with torch.no_grad():
-        u = encode_records(ncf.encode, val_tab, prep.num_doc_words, cfg.eval.batch_size)
-    val = ValidationData(val_tab, inputs["index"].query(u, k=cfg.eval.neighbors), inputs["top_k"], prep.relation,
-                         prep.cooc)
-    ds = train_dataset(prep.path, RECORD_COLUMNS)
-    return TrialContext(cfg=cfg, dataset=ds, val=ray.put(val), pretrained=ray.put(ncf.state_dict()),
-                        num_drugs=prep.num_drugs, num_doc_words=prep.num_doc_words,
-                        runs=io.join(sweep_dir(cfg), "runs"), reaper=reaper)
-
-
 def _trainable(ctx: TrialContext | None):
     return ray.tune.with_resources(ray.tune.with_parameters(run_trial, ctx=ctx), DRIVER_RESOURCES)
 
 
 def _finished(cfg: Config) -> bool:
     """Whether the stored sweep of this name ran all its trials, none failed."""
-    path, fs = _fs_path(sweep_dir(cfg))
+    path, fs = fs_path(sweep_dir(cfg))
     if not ray.tune.Tuner.can_restore(path, storage_filesystem=fs):
         return False
     trials = ray.tune.ExperimentAnalysis(path, storage_filesystem=fs).trials
@@ -212,7 +103,7 @@ def _finished(cfg: Config) -> bool:
 def _tuner(cfg: Config, ctx: TrialContext, space: dict) -> tuple[ray.tune.Tuner, bool]:
     """A new Tuner, or the stored one of this sweep name (``resumed`` True)."""
     root = sweep_dir(cfg)
-    path, fs = _fs_path(root)
+    path, fs = fs_path(root)
     if ray.tune.Tuner.can_restore(path, storage_filesystem=fs):
         log.info("resuming sweep %s", root)
         return ray.tune.Tuner.restore(path, trainable=_trainable(ctx), resume_errored=True,
@@ -239,13 +130,37 @@ def _tuner(cfg: Config, ctx: TrialContext, space: dict) -> tuple[ray.tune.Tuner,
     return tuner, False
 
 
-def run_sweep(cfg: Config, model: str | None = None) -> dict[str, Any]:
+def _ncf_checkpoint(cfg: Config, root: str, pretrained: str | None) -> str:
+    """The sweep's NCF checkpoint: ``pretrained`` (recorded, so that a resumed sweep keeps
+    it), the one a resumed sweep was given, or the sweep's own pre-training run."""
+    pre_cfg = replace(cfg, train=replace(cfg.train, storage_path=root, name="pretrain"))
+    record_uri = io.join(root, run_name(pre_cfg, "ncf"), "pretrained.json")
+    stored = io.read_json(record_uri) if io.exists(record_uri) else None
+    if pretrained is not None:
+        given = pretrained_record(pretrained)
+        if stored is not None and stored["checkpoint"] != given["checkpoint"]:
+            raise ValueError(f"sweep {root} runs from the NCF checkpoint {stored['checkpoint']}, not "
+                             f"{given['checkpoint']}; resume it with that one or choose another tune.name")
+        if stored is None:
+            io.write_json({**given, "source": pretrained}, record_uri)
+        return given["checkpoint"]
+    if stored is not None and "source" in stored:  # a resumed sweep that was given its NCF
+        return stored["checkpoint"]
+    record = pretrained_checkpoint(pre_cfg)
+    return record["checkpoint"] if record else pretrain(pre_cfg)
+
+
+def run_sweep(cfg: Config, model: str | None = None, pretrained: str | None = None) -> dict[str, Any]:
     """Run (or resume) the sweep of ``tune.name`` and export its best trial.
 
     Args:
         cfg: The configuration; ``data.prepared`` must hold prepared data whose build
             threshold is at most ``tune.threshold[0]``.
         model: The DPR variant to tune (default ``model.name``).
+        pretrained: An NCF pre-training to start every trial from instead of the sweep's
+            own (a pre-training run directory with ``pretrained.json``, or a checkpoint
+            directory with ``model.pt``; local or ``s3://``). It must be pre-trained on the
+            same prepared data.
 
     Returns:
         A JSON-able summary: ``sweep_dir``, ``resumed``, ``trials``, ``stopped_early``,
@@ -264,28 +179,23 @@ def run_sweep(cfg: Config, model: str | None = None) -> dict[str, Any]:
     if kind not in VARIANTS:
         raise ValueError(f"tune: model {kind!r} is not a DPR variant; expected one of {sorted(VARIANTS)}")
     cfg = replace(cfg, model=replace(cfg.model, name=kind))
-    if cfg.train.rank_weight > 0 or cfg.train.hard_negatives > 0:
-        log.warning("sweep trials train with the paper's loss only: train.rank_weight=%s and "
-                    "train.hard_negatives=%s apply to dpr train / dpr pipeline, not to trials",
-                    cfg.train.rank_weight, cfg.train.hard_negatives)
     space = search_space(cfg, kind)
     root = sweep_dir(cfg)
     prep = _prepared(cfg)
     _check_config(cfg, root)
     ensure_ray()
-    pre_cfg = replace(cfg, train=replace(cfg.train, storage_path=root, name="pretrain"))
-    record = pretrained_checkpoint(pre_cfg)
-    ncf_uri = record["checkpoint"] if record else pretrain(pre_cfg)
+    ncf_uri = _ncf_checkpoint(cfg, root, pretrained)
     inputs = None
     if _finished(cfg):  # nothing left to run: read the results back
-        path, fs = _fs_path(root)
+        path, fs = fs_path(root)
         grid = ray.tune.Tuner.restore(path, trainable=_trainable(None), storage_filesystem=fs).get_results()
         resumed = True
     else:
-        inputs = _inputs(cfg, prep, ncf_uri)
+        inputs = shared_inputs(cfg, prep, ncf_uri)
         reaper = PlacementGroupReaper.remote()
         try:
-            tuner, resumed = _tuner(cfg, _trial_context(cfg, inputs, reaper), space)
+            ctx = trial_context(cfg, inputs, space, io.join(root, "runs"), reaper)
+            tuner, resumed = _tuner(cfg, ctx, space)
             grid = tuner.fit()
         finally:
             ray.kill(reaper)
@@ -301,7 +211,7 @@ def run_sweep(cfg: Config, model: str | None = None) -> dict[str, Any]:
         out, params = io.join(root, sub), {report.column(k): row[report.column(k)] for k in space}
         test = report.exported_test(out, row["trial_id"])
         if test is None:
-            inputs = inputs or _inputs(cfg, prep, ncf_uri)
+            inputs = inputs or shared_inputs(cfg, prep, ncf_uri)
             test = report.export_best(out, cfg=trial_config(cfg, params), trial=row, s3=io.is_s3(root), **inputs)
         return {"trial_id": row["trial_id"], "params": params, "best_val_f1": row["best_val_f1"], "model_dir": out,
                 "test": test}

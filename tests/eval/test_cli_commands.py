@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from dpr_dist.cli import main
-from dpr_dist.train.run import read_records
+from dpr_dist.train.prepared import read_records
 
 REPO = Path(__file__).resolve().parents[2]
 

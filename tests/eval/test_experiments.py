@@ -213,7 +213,7 @@ def test_experiment_runs_are_shared_and_named_by_setting(experiment):
 
 @pytest.mark.slow
 def test_find_record_by_id_in_any_split(tiny_prepared):
-    from dpr_dist.train.run import read_records
+    from dpr_dist.train.prepared import read_records
 
     prepared = str(tiny_prepared["dir"])
     wanted = read_records(prepared, "val")["record_id"][3].as_py()

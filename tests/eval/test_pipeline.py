@@ -17,7 +17,7 @@ from dpr_dist.eval.pipeline import (
 from dpr_dist.models.baselines import BR, DAM, LDA, NearestNeighbor, Package2vec
 from dpr_dist.models.dpr import DPR
 from dpr_dist.train.modeldir import load_model_dir
-from dpr_dist.train.run import read_records
+from dpr_dist.train.prepared import read_records
 
 REPO = Path(__file__).resolve().parents[2]
 KEYS = ("precision", "recall", "f1", "jaccard", "antagonism_rate", "true_antagonism_rate", "ceiling_f1",

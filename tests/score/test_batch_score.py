@@ -22,7 +22,7 @@ from dpr_dist.eval.evaluate import evaluate  # noqa: E402
 from dpr_dist.score.batch import RESULT_SCHEMA, plan_shards, score_backlog  # noqa: E402
 from dpr_dist.serve.model import model_version  # noqa: E402
 from dpr_dist.train.modeldir import load_model_dir  # noqa: E402
-from dpr_dist.train.run import read_records  # noqa: E402
+from dpr_dist.train.prepared import read_records  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 #: Planted bad rows: (how it is broken, the field its reject must name).

@@ -21,7 +21,7 @@ def model_dirs(tiny_prepared, tmp_path_factory) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def raw_records(tiny_data, tiny_prepared):
     """The raw EMR rows of ``tiny_data`` and the prepared test split (same record ids)."""
-    from dpr_dist.train.run import read_records
+    from dpr_dist.train.prepared import read_records
 
     test = read_records(str(tiny_prepared["dir"]), "test")
     return {"emr": tiny_data["emr_table"], "test": test}

@@ -136,3 +136,21 @@ def test_candidates_grid_targets_are_f1_against_own_package():
         inter = len(cand & truth)
         f1 = 2 * inter / (len(cand) + len(truth))
         assert float(cb.target[r, col]) == pytest.approx(f1)
+
+
+def test_at_threshold_builds_the_neighbours_graphs_at_a_trials_threshold():
+    index, _ = make_index()
+    relation, cooc = tables()
+    low = Neighbourhood.build(index, k=4, count=0, relation=relation, cooc=cooc, threshold=0.01)
+    assert low.at_threshold(0.01) is low
+    high = low.at_threshold(0.15)
+    assert (high.threshold, low.threshold) == (0.15, 0.01)  # the shared one is unchanged
+    assert high.table is low.table and high.rows(["R003", "x"]).tolist() == [3, -1]  # same neighbours, no copy
+    ids, own = ["R003", "R011"], gather_rows_(index, np.array([3, 11]))
+    g_low, g_high = low.candidates(ids, own).graphs, high.candidates(ids, own).graphs
+    assert torch.equal(g_low.drug, g_high.drug)
+    # the same graphs as test-time candidates built at each threshold: fewer edges above 0.15
+    assert g_high.edge_index.shape[1] < g_low.edge_index.shape[1]
+    rows = high.table[[3, 11]].ravel()
+    expect = package_graphs(gather_rows_(index, rows[rows >= 0]), relation, cooc, 0.15).to_batch()
+    assert torch.equal(g_high.edge_index, expect.edge_index)

@@ -21,7 +21,9 @@ import pytest
 from dpr_dist.config import load_config
 from dpr_dist.eval.evaluate import evaluate_models
 from dpr_dist.train.modeldir import load_model_dir
-from dpr_dist.train.run import job_config, pretrain, read_records, run_job, train
+from dpr_dist.train.job import job_config, run_job
+from dpr_dist.train.prepared import read_records
+from dpr_dist.train.run import pretrain, train
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -155,3 +157,19 @@ def test_job_scripts_parse_their_arguments(tmp_path):
         res = subprocess.run([sys.executable, str(REPO / "jobs" / script), "--help"], cwd=tmp_path,
                              capture_output=True, text=True, timeout=120)
         assert res.returncode == 0 and "--config" in res.stdout, res.stderr
+
+
+def test_pretrained_names_a_run_or_a_checkpoint_directory(tmp_path):
+    from dpr_dist.train.run import pretrained_record
+
+    ckpt = tmp_path / "run" / "checkpoint_0003"
+    ckpt.mkdir(parents=True)
+    (ckpt / "model.pt").write_bytes(b"w")
+    assert pretrained_record(str(ckpt))["checkpoint"] == str(ckpt)
+    (tmp_path / "run" / "pretrained.json").write_text(json.dumps({"checkpoint": str(ckpt), "epochs": 8}))
+    assert pretrained_record(str(tmp_path / "run") + "/") == {"checkpoint": str(ckpt), "epochs": 8}
+    (ckpt / "model.pt").unlink()
+    with pytest.raises(FileNotFoundError, match=f"names the checkpoint {ckpt}, which has no model.pt"):
+        pretrained_record(str(tmp_path / "run"))
+    with pytest.raises(FileNotFoundError, match="neither a pre-training run directory"):
+        pretrained_record(str(ckpt))

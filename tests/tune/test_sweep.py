@@ -6,7 +6,7 @@ Trials run one after another, so ASHA's decisions depend only on the reported re
 trial order: the test replays those results through the sweep's own scheduler and checks
 that every trial ran exactly as long as ASHA decided. Everything is seeded (Optuna's TPE,
 training) and the sweep reads a copy of the prepared data in record order, so it reports
-the same results, and ASHA stops the same trial (the third), on every run."""
+the same results, and ASHA stops the same trial (the fourth), on every run."""
 
 from __future__ import annotations
 
@@ -24,9 +24,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from dpr_dist.config import load_config
+from dpr_dist.train.run import pretrain
 from dpr_dist.tune import max_concurrent_trials, run_sweep, search_space, sweep_dir, trial_config
 from dpr_dist.tune.report import best_row, build_study, defaults_trial, importances, to_markdown
 from dpr_dist.tune.space import EPOCHS_KEY, METRIC, asha_scheduler, default_point
+from dpr_dist.tune.sweep import _ncf_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -42,13 +44,24 @@ def test_search_space_follows_the_config():
     assert space["model/edge_dim"] == optuna.distributions.IntDistribution(8, 64, log=True)
     assert space["model/gnn_layers"] == optuna.distributions.IntDistribution(1, 2)
     assert "model/edge_dim" not in search_space(cfg, "wg")  # no edge attributes to size
+    ranked = load_config(None, ["tune.rank_weight=[0, 2]", "train.rank_weight=1.0"])
+    assert search_space(ranked, "ag")["train/rank_weight"] == optuna.distributions.FloatDistribution(0.0, 2.0)
+    assert default_point(ranked, search_space(ranked, "ag"))["train/rank_weight"] == 1.0
+    assert trial_config(ranked, {"train/rank_weight": 0.25}).train.rank_weight == 0.25
 
 
-@pytest.mark.parametrize("override", ["tune.lr=[0.01, 0.001]", "tune.l2=[0.0, 0.001]", "tune.gnn_layers=[0, 2]"])
+@pytest.mark.parametrize("override", ["tune.lr=[0.01, 0.001]", "tune.l2=[0.0, 0.001]", "tune.gnn_layers=[0, 2]",
+                                      "tune.rank_weight=[-1, 1]", "tune.rank_weight=[2, 1]"])
 def test_search_space_rejects_bad_ranges(override):
     key = override.split("=")[0]
     with pytest.raises(ValueError, match=key):
         search_space(load_config(None, [override]))
+
+
+def test_search_space_keeps_hard_negatives_within_every_negative_ratio():
+    search_space(load_config(None, ["train.hard_negatives=2", "tune.negative_ratio=[2, 20]"]))
+    with pytest.raises(ValueError, match=r"train.hard_negatives=3 exceeds .*tune.negative_ratio=\[2, 20\]"):
+        search_space(load_config(None, ["train.hard_negatives=3", "tune.negative_ratio=[2, 20]"]))
 
 
 def test_trial_config_applies_typed_parameters():
@@ -107,6 +120,31 @@ def test_cli_tune_passes_model_and_paths(tmp_path, capsys):
     assert not (tmp_path / "c").exists()
 
 
+def _checkpoint(path: Path) -> Path:
+    path.mkdir(parents=True)
+    (path / "model.pt").write_bytes(b"weights")
+    return path
+
+
+def test_a_given_pre_training_is_recorded_and_kept_on_resume(tmp_path):
+    cfg = load_config(None, [f"train.storage_path={tmp_path}", "tune.name=s1"])
+    root = sweep_dir(cfg)
+    run = tmp_path / "other-ncf"  # a pre-training run directory: pretrained.json names its best checkpoint
+    ckpt = _checkpoint(run / "checkpoint_0001")
+    run.joinpath("pretrained.json").write_text(json.dumps({"checkpoint": str(ckpt), "epochs": 16, "best_epoch": 15,
+                                                           "best_val_f1": 0.46, "history": []}))
+    assert _ncf_checkpoint(cfg, root, str(run)) == str(ckpt)
+    record = json.loads((tmp_path / "s1" / "pretrain-ncf" / "pretrained.json").read_text())
+    assert record["source"] == str(run) and record["checkpoint"] == str(ckpt) and record["epochs"] == 16
+    assert _ncf_checkpoint(cfg, root, None) == str(ckpt)  # resumed without --pretrained: the same NCF
+    assert _ncf_checkpoint(cfg, root, str(ckpt)) == str(ckpt)  # or naming its checkpoint directly
+    other = _checkpoint(tmp_path / "another")
+    with pytest.raises(ValueError, match=f"runs from the NCF checkpoint {ckpt}, not {other}"):
+        _ncf_checkpoint(cfg, root, str(other))
+    with pytest.raises(FileNotFoundError, match="neither a pre-training run directory"):
+        _ncf_checkpoint(cfg, sweep_dir(replace(cfg, tune=replace(cfg.tune, name="s2"))), str(tmp_path / "none"))
+
+
 def test_sweep_dir_defaults_to_the_training_storage(tmp_path):
     cfg = load_config(None, [f"train.storage_path={tmp_path}", "tune.name=s1"])
     assert sweep_dir(cfg) == f"{tmp_path}/s1"
@@ -162,14 +200,19 @@ def _in_record_order(src: Path, dst: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def sweep(tiny_prepared, tmp_path_factory):
+    """The sweep also searches the ranking term's weight, and starts from a pre-training run
+    made before it (``--pretrained``), as one reuses the NCF of a pipeline run."""
     root = tmp_path_factory.mktemp("tune")
     prepared = _in_record_order(Path(tiny_prepared["dir"]), root / "prepared")
     cfg = load_config(REPO / "configs" / "tiny.yaml", [
         f"data.prepared={prepared}", f"train.storage_path={root / 'ray'}", "train.num_workers=1",
         "train.epochs=2", "train.pretrain_epochs=1", "tune.num_samples=4", "tune.max_concurrent=1",
-        "tune.grace_period=1", "tune.reduction_factor=2", "tune.name=tiny-sweep", "tune.dim=[8, 64]"])
-    summary = run_sweep(cfg)
-    return {"cfg": cfg, "summary": summary, "dir": Path(summary["sweep_dir"]),
+        "tune.grace_period=1", "tune.reduction_factor=2", "tune.name=tiny-sweep", "tune.dim=[8, 64]",
+        "tune.rank_weight=[0, 1]"])
+    pretrain(replace(cfg, train=replace(cfg.train, name="given")))
+    given = root / "ray" / "given-ncf"
+    summary = run_sweep(cfg, pretrained=str(given))
+    return {"cfg": cfg, "summary": summary, "dir": Path(summary["sweep_dir"]), "given": given,
             "table": pq.read_table(summary["results"])}
 
 
@@ -226,6 +269,9 @@ def test_every_trial_reports_and_asha_stops_some(sweep):
         assert cfg.tune.threshold[0] <= r["data.threshold"] <= cfg.tune.threshold[1]
         assert cfg.tune.gnn_layers[0] <= r["model.gnn_layers"] <= cfg.tune.gnn_layers[1]
         assert cfg.tune.dim[0] <= r["model.edge_dim"] <= cfg.tune.dim[1]
+        # the ranking term trained exactly in the trials that drew a weight above 0
+        assert cfg.tune.rank_weight[0] <= r["train.rank_weight"] <= cfg.tune.rank_weight[1]
+        assert all((x["rank_loss"] > 0) == (r["train.rank_weight"] > 0) for x in results)
         assert r["status"] == ("completed" if r["epochs"] == epochs_max else "stopped")
         assert f"epoch_{r['best_epoch']:04d}" in r["checkpoint"]
     # the trials ran one at a time (max_concurrent=1): ASHA decided on exactly these results in this order
@@ -242,7 +288,11 @@ def test_every_trial_reports_and_asha_stops_some(sweep):
     # each trial is one Train run with one checkpoint per epoch it ran (at most 2 best + latest kept)
     runs = sweep["dir"] / "runs"
     assert sorted(p.name for p in runs.iterdir()) == sorted(f"{r['trial_id']}-ag" for r in table)
-    assert (sweep["dir"] / "pretrain-ncf" / "pretrained.json").is_file()  # one shared pre-training
+    # one shared pre-training: the given one, recorded for a resume, none run by the sweep
+    record = json.loads((sweep["dir"] / "pretrain-ncf" / "pretrained.json").read_text())
+    given = json.loads((sweep["given"] / "pretrained.json").read_text())
+    assert record == {**given, "source": str(sweep["given"])}
+    assert sorted(p.name for p in (sweep["dir"] / "pretrain-ncf").iterdir()) == ["pretrained.json"]
 
 
 @pytest.mark.slow
@@ -251,8 +301,8 @@ def test_the_first_trial_runs_the_configs_own_values(sweep):
     first = table[0]
     assert [r["defaults"] for r in table] == [True, False, False, False]
     assert (first["data.threshold"], first["train.negative_ratio"], first["model.gnn_layers"],
-            first["model.edge_dim"]) == (cfg.data.threshold, cfg.train.negative_ratio, cfg.model.gnn_layers,
-                                         cfg.model.edge_dim)
+            first["model.edge_dim"], first["train.rank_weight"]) == (
+        cfg.data.threshold, cfg.train.negative_ratio, cfg.model.gnn_layers, cfg.model.edge_dim, cfg.train.rank_weight)
     assert first["train.lr"] == pytest.approx(cfg.train.lr) and first["train.l2"] == pytest.approx(cfg.train.l2)
     d = s["defaults"]
     assert d["trial_id"] == first["trial_id"] and d["best_val_f1"] == first["best_val_f1"]
@@ -271,14 +321,14 @@ def test_report_files(sweep):
     assert (d / "importance.png").read_bytes().startswith(PNG)
     imp = json.loads((d / "importance.json").read_text())
     assert set(imp) == {"data.threshold", "train.negative_ratio", "model.gnn_layers", "model.edge_dim",
-                        "train.lr", "train.l2"}
+                        "train.lr", "train.l2", "train.rank_weight"}
 
 
 @pytest.mark.slow
 def test_best_model_directory_loads_and_evaluates(sweep):
     from dpr_dist.eval.evaluate import evaluate
     from dpr_dist.train.modeldir import load_model_dir
-    from dpr_dist.train.run import read_records
+    from dpr_dist.train.prepared import read_records
 
     s, table = sweep["summary"], sweep["table"].to_pylist()
     best = max(table, key=lambda r: r["best_val_f1"])
