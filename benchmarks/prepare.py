@@ -27,8 +27,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from dpr_dist.config import load_config  # noqa: E402
 from dpr_dist.data import io, synth  # noqa: E402
 from dpr_dist.data.graphs import cooccurrence_table, merge_counts, pair_counts, relation_table  # noqa: E402
-from dpr_dist.data.prepare import (  # noqa: E402
-    _ids, assign_splits, build_batch, clean_batch, load_interactions, make_normalizer, prepare)
+from dpr_dist.data.prepare import assign_splits, prepare  # noqa: E402
+from dpr_dist.data.prepare_batches import _ids, build_batch, clean_batch  # noqa: E402
+from dpr_dist.data.prepare_inputs import load_interactions, make_normalizer  # noqa: E402
 
 
 def reference(cfg, emr_dir: str, ddi: str, out: str) -> int:

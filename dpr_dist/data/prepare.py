@@ -17,9 +17,10 @@ Layout of the output directory::
     cooccurrence.parquet     src, dst, count, p (training split only)
     rejects.parquet          source, row, record_id, field, reason
 
-The per-batch work lives in pure functions (:mod:`graphs`, :mod:`documents`,
-:func:`clean_batch`, :func:`build_batch`) so the same steps run without Ray in
-``benchmarks/prepare.py``'s single-process reference.
+This module is the orchestration: it runs the steps in order on Ray Data and the driver
+and writes the output. The inputs are read by :mod:`prepare_inputs`; the per-batch work
+lives in pure functions (:mod:`graphs`, :mod:`documents`, :mod:`prepare_batches`) so the
+same steps run without Ray in ``benchmarks/prepare.py``'s single-process reference.
 """
 
 from __future__ import annotations
@@ -36,175 +37,13 @@ import pyarrow.dataset as pads
 
 from dpr_dist.config import Config
 from dpr_dist.data import io
-from dpr_dist.data.documents import disease_documents, encode_notes
-from dpr_dist.data.graphs import (
-    PairTable, cooccurrence_table, merge_counts, package_edges, pair_counts, relation_table)
-from dpr_dist.data.interactions import fill_missing_labels
-from dpr_dist.data.normalize import DrugNormalizer, base_names
-from dpr_dist.data.schema import (
-    DDI_REQUIRED, DDI_SCHEMA, EMR_REQUIRED, EMR_SCHEMA, REJECTS_SCHEMA, check_columns, conform, validate_emr)
+from dpr_dist.data.graphs import cooccurrence_table, merge_counts, relation_table
+from dpr_dist.data.prepare_batches import build_batch, clean_batch, count_batch, pairs_batch, unique_drug_names
+from dpr_dist.data.prepare_inputs import LABEL_NAMES, load_interactions, make_normalizer, read_emr_dataset
+from dpr_dist.data.schema import DDI_REQUIRED, DDI_SCHEMA, EMR_REQUIRED, EMR_SCHEMA, REJECTS_SCHEMA, check_columns
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
-LABEL_NAMES = {0: "none", 1: "synergism", 2: "antagonism"}
-
-
-# ----------------------------------------------------------------------------- per batch
-def clean_batch(batch: pa.Table, normalizer: DrugNormalizer, min_drugs: int, note_max_len: int) -> pa.Table:
-    """Validate and normalize one batch of raw EMR rows.
-
-    Returns the batch with normalized ``drugs``, the disease document ``doc``, the encoded
-    ``note`` and, for rejected rows, ``reject_field`` / ``reject_reason`` (null when good).
-    """
-    source = batch["path"].to_pylist() if "path" in batch.column_names else None
-    table = conform(batch.drop_columns([c for c in ("path",) if c in batch.column_names]),
-                    EMR_SCHEMA, EMR_REQUIRED, "EMR")
-    drugs = normalizer.normalize_lists(table["drugs"].combine_chunks())
-    n_drugs = pc.fill_null(pc.list_value_length(drugs), 0).to_numpy(zero_copy_only=False)
-    good, rejects = validate_emr(table, n_drugs, min_drugs)
-    reason = np.full(table.num_rows, None, dtype=object)
-    field = np.full(table.num_rows, None, dtype=object)
-    rows = rejects["row"].to_numpy()
-    reason[rows] = rejects["reason"].to_pylist()
-    field[rows] = rejects["field"].to_pylist()
-    safe = table.set_column(table.schema.get_field_index("labs"), "labs",
-                            pc.if_else(pa.array(good), table["labs"], pa.nulls(table.num_rows, table["labs"].type)))
-    return pa.table({
-        "record_id": table["record_id"],
-        "patient_id": table["patient_id"],
-        "source": pa.array(source if source else [""] * table.num_rows, pa.string()),
-        "drugs": drugs,
-        "doc": disease_documents(safe),
-        "note": encode_notes(table["note"].combine_chunks(), note_max_len),
-        "admit_time": table["admit_time"],
-        "reject_field": pa.array(field.tolist(), pa.string()),
-        "reject_reason": pa.array(reason.tolist(), pa.string()),
-    })
-
-
-def count_batch(batch: pa.Table) -> pa.Table:
-    """Map side of the vocabulary aggregation: token counts per (kind, split)."""
-    parts = []
-    for kind, col in (("drug", "drugs"), ("doc", "doc")):
-        flat = pc.list_flatten(batch[col])
-        split = pc.list_parent_indices(batch[col])
-        sp = pc.take(batch["split"], split)
-        t = pa.table({"token": flat, "split": sp}).group_by(["token", "split"]).aggregate([([], "count_all")])
-        parts.append(t.append_column("kind", pa.array([kind] * t.num_rows, pa.string())))
-    return pa.concat_tables(parts).rename_columns(["token", "split", "count", "kind"])
-
-
-def _ids(lists: pa.ChunkedArray | pa.ListArray, vocab: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    lists = lists.combine_chunks() if isinstance(lists, pa.ChunkedArray) else lists
-    ids = pc.index_in(lists.flatten(), value_set=vocab).to_numpy(zero_copy_only=False)
-    offsets = lists.offsets.to_numpy().astype(np.int64)
-    offsets = offsets - offsets[0]
-    return offsets, ids
-
-
-def pairs_batch(batch: pa.Table, drug_vocab: pa.Array) -> pa.Table:
-    """Map side of the co-occurrence aggregation over training packages."""
-    offsets, ids = _ids(batch["drugs"], drug_vocab)
-    item, keys, counts = pair_counts(offsets, ids.astype(np.int64), len(drug_vocab))
-    nz = np.flatnonzero(item)
-    return pa.table({"key": np.concatenate([keys, -1 - nz]), "count": np.concatenate([counts, item[nz]])})
-
-
-def build_batch(batch: pa.Table, drug_vocab: pa.Array, doc_vocab: pa.Array, relation: PairTable,
-                cooc: PairTable, threshold: float) -> pa.Table:
-    """Turn cleaned records into model-ready rows with their package graphs."""
-    offsets, ids = _ids(batch["drugs"], drug_vocab)
-    edges = package_edges(offsets, ids.astype(np.int64), relation, cooc, threshold)
-    doc = batch["doc"].combine_chunks()
-    doc_ids = pc.index_in(doc.flatten(), value_set=doc_vocab)
-    doc_owner = pc.list_parent_indices(doc).to_numpy()
-    keep = pc.is_valid(doc_ids).to_numpy(zero_copy_only=False)
-    doc_off = np.concatenate([[0], np.cumsum(np.bincount(doc_owner[keep], minlength=batch.num_rows))])
-
-    def lists(off, values, typ):
-        return pa.ListArray.from_arrays(pa.array(off, pa.int32()), pa.array(values, typ))
-
-    return pa.table({
-        "record_id": batch["record_id"],
-        "patient_id": batch["patient_id"],
-        "split": batch["split"],
-        "drugs": batch["drugs"],
-        "drug_ids": lists(offsets, ids.astype(np.int32), pa.int32()),
-        "doc_ids": lists(doc_off, doc_ids.filter(pa.array(keep)).cast(pa.int32()), pa.int32()),
-        "note": batch["note"],
-        "edge_src": lists(edges.offsets, edges.src, pa.int16()),
-        "edge_dst": lists(edges.offsets, edges.dst, pa.int16()),
-        "edge_rel": lists(edges.offsets, edges.rel, pa.int8()),
-        "edge_p": lists(edges.offsets, edges.p, pa.float32()),
-        "edge_w": lists(edges.offsets, edges.w, pa.float32()),
-        "admit_time": batch["admit_time"],
-    })
-
-
-# ----------------------------------------------------------------------------- driver side
-def make_normalizer(inter: pa.Table, vocab: str = "", emr_names: list[str] = ()) -> DrugNormalizer:
-    """Drug-name normalizer onto the interaction table's names.
-
-    Args:
-        inter: The interaction table (its names are the preferred canonical names).
-        vocab: Optional vocabulary CSV whose synonyms also align names.
-        emr_names: Raw EMR drug names; their salt-free forms become canonical too, so a
-            salt form folds into the bare name the EMR also uses.
-    """
-    names = pc.unique(pa.concat_arrays([inter["drug_a"].combine_chunks(), inter["drug_b"].combine_chunks()]))
-    names = [n for n in names.to_pylist() if n]
-    extra = base_names(emr_names)
-    if vocab:
-        return DrugNormalizer.from_vocabulary(vocab, prefer=names, extra=extra)
-    return DrugNormalizer([*names, *extra], prefer=names)
-
-
-def unique_drug_names(batch: pa.Table) -> pa.Table:
-    """Map side of the raw drug-name collection (``drugs`` as a list or a ``|`` string)."""
-    col = batch["drugs"].combine_chunks()
-    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
-        col = pc.split_pattern(col.cast(pa.string()), "|")
-    return pa.table({"name": pc.unique(pc.utf8_trim_whitespace(pc.list_flatten(col)))})
-
-
-def load_interactions(uri: str) -> tuple[pa.Table, pa.Table]:
-    """Read, validate and label the interaction table.
-
-    Rows with a missing drug name or an unknown label are quarantined; rows with no label
-    are classified from their description by the template rules.
-
-    Returns:
-        ``(interactions, rejects)``: interactions with ``drug_a``, ``drug_b``, ``label``,
-        ``description`` and the integer ``code`` (0 none, 1 synergism, 2 antagonism).
-    """
-    table = conform(io.read_table(uri), DDI_SCHEMA, DDI_REQUIRED, f"interaction input {uri}")
-    n = table.num_rows
-    reason = np.full(n, None, dtype=object)
-    field = np.full(n, None, dtype=object)
-    for col in ("drug_a", "drug_b"):
-        c = table[col].combine_chunks()
-        blank = pc.fill_null(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(c)), 0), True)
-        m = blank.to_numpy(zero_copy_only=False) & (reason == None)  # noqa: E711
-        reason[m], field[m] = f"missing {col}", col
-    label = pc.utf8_lower(pc.utf8_trim_whitespace(table["label"].combine_chunks()))
-    bad_label = pc.fill_null(pc.invert(pc.is_in(label, value_set=pa.array(list(LABEL_NAMES.values())))), False)
-    m = bad_label.to_numpy(zero_copy_only=False) & (reason == None)  # noqa: E711
-    reason[m], field[m] = "label must be none, synergism or antagonism", "label"
-    no_text = pc.and_(pc.is_null(label), pc.is_null(table["description"])).to_numpy(zero_copy_only=False)
-    m = no_text & (reason == None)  # noqa: E711
-    reason[m], field[m] = "neither label nor description given", "label"
-    ok = reason == None  # noqa: E711
-    bad = np.flatnonzero(~ok)
-    rejects = pa.table({"source": pa.array([uri] * len(bad), pa.string()), "row": pa.array(bad, pa.int64()),
-                        "record_id": pc.binary_join_element_wise(
-                            table["drug_a"].take(bad), table["drug_b"].take(bad), "->").cast(pa.string()),
-                        "field": pa.array(field[bad].tolist(), pa.string()),
-                        "reason": pa.array(reason[bad].tolist(), pa.string())}, schema=REJECTS_SCHEMA)
-    table = table.set_column(2, "label", label).filter(pa.array(ok))
-    table, more = fill_missing_labels(table)
-    codes = pc.index_in(table["label"], value_set=pa.array(["none", "synergism", "antagonism"]))
-    table = table.append_column("code", codes.cast(pa.int8()))
-    return table, pa.concat_tables([rejects, more.cast(REJECTS_SCHEMA)])
 
 
 def collect(ds) -> pa.Table:
@@ -227,23 +66,6 @@ def assign_splits(patient_ids: np.ndarray, fractions: tuple[float, float, float]
     split[perm[cuts[0]: cuts[1]]] = "val"
     split[perm[cuts[1]:]] = "test"
     return dict(zip(patients.tolist(), split.tolist()))
-
-
-def read_emr_dataset(uri: str):
-    """A Ray Dataset over the EMR files (Parquet, CSV and JSON Lines; local or S3)."""
-    import ray
-
-    files = io.list_files(uri)
-    fs, _ = io.filesystem(uri)
-    strip = (lambda f: f[len("s3://"):]) if io.is_s3(uri) else (lambda f: f)
-    by_fmt: dict[str, list[str]] = {}
-    for f in files:
-        by_fmt.setdefault(io.file_format(f), []).append(strip(f))
-    parts = []
-    for fmt, paths in sorted(by_fmt.items()):
-        reader = {"parquet": ray.data.read_parquet, "csv": ray.data.read_csv, "json": ray.data.read_json}[fmt]
-        parts.append(reader(paths, filesystem=fs, include_paths=True))
-    return parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
 
 
 def prepare(cfg: Config, emr: str | None = None, ddi: str | None = None, out: str | None = None) -> dict[str, Any]:

@@ -5,7 +5,7 @@
 * :func:`prepare_table` -- validation with the contract's rules
   (:func:`~dpr_dist.data.schema.validate_emr`: ids, gender, age in ``[0, 120]``, labs),
   disease documents, note encoding and document ids over a model's vocabulary, exactly as
-  :func:`dpr_dist.data.prepare.clean_batch` and ``build_batch`` do; bad rows become rejects
+  :func:`dpr_dist.data.prepare_batches.clean_batch` and ``build_batch`` do; bad rows become rejects
   naming the record and the field;
 * :class:`DrugResolver` -- drug names as prescribed (strengths, forms, salts, aliases)
   onto a model's drug vocabulary with :class:`~dpr_dist.data.normalize.DrugNormalizer`.
