@@ -20,7 +20,7 @@ import logging
 import math
 import os
 import warnings
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 import numpy as np
 import optuna
@@ -67,20 +67,23 @@ def _trial_summary(df, max_epochs: int, metric: str, epochs_key: str) -> dict[st
 
 
 def results_table(results, space: Space, max_epochs: int, *, metric: str = "best_val_f1",
-                  epochs_key: str = "epochs_done") -> pa.Table:
+                  epochs_key: str = "epochs_done", unfinished: Collection[str] = ()) -> pa.Table:
     """One row per trial of a ``ray.tune.ResultGrid``, in the order the trials were created.
 
     Columns: ``trial_id``; one per searched parameter (``data.threshold``, ...);
     ``best_val_f1`` and ``best_epoch`` (0-based; null when the trial reported nothing);
     ``epochs`` run; ``wall_s`` (the trial's training time); ``status`` (``completed``,
-    ``stopped`` by ASHA, or ``error``); ``checkpoint`` (Train checkpoint of the best epoch).
+    ``stopped`` by ASHA, ``interrupted`` for the ids in ``unfinished``: trials still
+    running when the sweep was stopped, which a resumed sweep continues; or ``error``);
+    ``checkpoint`` (Train checkpoint of the best epoch).
     """
     rows = []
     for r in results:
         params = _flatten(r.config or {})
         trial_id = (r.metrics or {}).get("trial_id") or os.path.basename(r.path).removeprefix("trial_")
         s = _trial_summary(r.metrics_dataframe, max_epochs, metric, epochs_key)
-        status = "error" if r.error else ("completed" if s["epochs"] >= max_epochs else "stopped")
+        status = ("error" if r.error else "interrupted" if trial_id in unfinished
+                  else "completed" if s["epochs"] >= max_epochs else "stopped")
         rows.append({"trial_id": trial_id, **{column(k): params.get(k) for k in space}, **s, "status": status})
     types = {column(k): pa.int64() if isinstance(d, optuna.distributions.IntDistribution) else pa.float64()
              for k, d in space.items()}
@@ -196,13 +199,17 @@ def write_report(table: pa.Table, space: Space, root: str, *, seed: int) -> dict
     return {**out, "importance": imp}
 
 
-def exported_test(out: str, trial_id: str) -> dict[str, Any] | None:
-    """The test metrics of ``out`` if it holds the export of trial ``trial_id``, else None."""
+def exported_test(out: str, trial: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The test metrics of ``out`` if it holds the export of ``trial`` (a row of
+    :func:`results_table`) at its current best validation F1, else None (an interrupted
+    trial may have improved since it was exported)."""
     uri = io.join(out, "metrics.json")
     if not io.exists(uri):
         return None
     done = io.read_json(uri)
-    return done.get("test") if done.get("sweep", {}).get("trial_id") == trial_id else None
+    same = (done.get("sweep", {}).get("trial_id"), done.get("best_val_f1")) == (trial["trial_id"],
+                                                                                 trial["best_val_f1"])
+    return done.get("test") if same else None
 
 
 def export_best(out: str, *, cfg: Config, trial: Mapping[str, Any], s3: bool, prep, ncf, index, top_k: int,

@@ -91,13 +91,18 @@ def _trainable(ctx: TrialContext | None):
     return ray.tune.with_resources(ray.tune.with_parameters(run_trial, ctx=ctx), DRIVER_RESOURCES)
 
 
-def _finished(cfg: Config) -> bool:
-    """Whether the stored sweep of this name ran all its trials, none failed."""
+def _trial_states(cfg: Config) -> dict[str, str]:
+    """Tune's status of each stored trial of this sweep (``TERMINATED``, ``RUNNING``, ...)."""
     path, fs = fs_path(sweep_dir(cfg))
     if not ray.tune.Tuner.can_restore(path, storage_filesystem=fs):
-        return False
-    trials = ray.tune.ExperimentAnalysis(path, storage_filesystem=fs).trials
-    return len(trials) >= cfg.tune.num_samples and all(t.status == "TERMINATED" for t in trials)
+        return {}
+    return {t.trial_id: t.status for t in ray.tune.ExperimentAnalysis(path, storage_filesystem=fs).trials}
+
+
+def _finished(cfg: Config) -> bool:
+    """Whether the stored sweep of this name ran all its trials, none failed."""
+    states = _trial_states(cfg)
+    return len(states) >= cfg.tune.num_samples and all(s == "TERMINATED" for s in states.values())
 
 
 def _tuner(cfg: Config, ctx: TrialContext, space: dict) -> tuple[ray.tune.Tuner, bool]:
@@ -163,7 +168,9 @@ def run_sweep(cfg: Config, model: str | None = None, pretrained: str | None = No
             same prepared data.
 
     Returns:
-        A JSON-able summary: ``sweep_dir``, ``resumed``, ``trials``, ``stopped_early``,
+        A JSON-able summary: ``sweep_dir``, ``resumed``, ``trials`` (started),
+        ``complete`` (False when the sweep was stopped before all ``planned`` trials
+        finished; ``interrupted`` lists the trials a re-run continues), ``stopped_early``,
         ``best_trial``, ``best_params``, ``best_val_f1``, ``model_dir`` (``<sweep>/best``),
         ``test`` (its test metrics), ``defaults`` (the defaults trial's ``trial_id``,
         ``params``, ``best_val_f1``, ``model_dir`` and ``test``; None without one) and the
@@ -199,7 +206,15 @@ def run_sweep(cfg: Config, model: str | None = None, pretrained: str | None = No
             grid = tuner.fit()
         finally:
             ray.kill(reaper)
-    table = report.results_table(grid, space, cfg.train.epochs, metric=METRIC, epochs_key=EPOCHS_KEY)
+    # trials Tune left unfinished: the sweep was stopped (SIGINT) or its driver died; a re-run resumes them
+    unfinished = {t for t, state in _trial_states(cfg).items() if state not in ("TERMINATED", "ERROR")}
+    table = report.results_table(grid, space, cfg.train.epochs, metric=METRIC, epochs_key=EPOCHS_KEY,
+                                 unfinished=unfinished)
+    complete = table.num_rows >= cfg.tune.num_samples and not unfinished
+    if not complete:
+        log.warning("sweep %s stopped before its end: %d of %d trials started, %d interrupted; the report and "
+                    "best/ cover those so far, and running the same command again resumes it", root,
+                    table.num_rows, cfg.tune.num_samples, len(unfinished))
     defaults = report.defaults_trial(table, default_point(cfg, space) if cfg.tune.defaults_first else None)
     table = table.append_column("defaults", pa.array([defaults is not None and r == defaults["trial_id"]
                                                       for r in table["trial_id"].to_pylist()]))
@@ -209,7 +224,7 @@ def run_sweep(cfg: Config, model: str | None = None, pretrained: str | None = No
     def export(row: dict[str, Any], sub: str) -> dict[str, Any]:
         nonlocal inputs
         out, params = io.join(root, sub), {report.column(k): row[report.column(k)] for k in space}
-        test = report.exported_test(out, row["trial_id"])
+        test = report.exported_test(out, row)
         if test is None:
             inputs = inputs or shared_inputs(cfg, prep, ncf_uri)
             test = report.export_best(out, cfg=trial_config(cfg, params), trial=row, s3=io.is_s3(root), **inputs)
@@ -220,6 +235,7 @@ def run_sweep(cfg: Config, model: str | None = None, pretrained: str | None = No
     if defaults is not None:
         defaults = top if defaults["trial_id"] == best["trial_id"] else export(defaults, "defaults")
     return {"sweep_dir": root, "resumed": resumed, "trials": table.num_rows,
+            "complete": complete, "planned": cfg.tune.num_samples, "interrupted": sorted(unfinished),
             "stopped_early": sum(s == "stopped" for s in table["status"].to_pylist()),
             "best_trial": best["trial_id"], "best_params": top["params"], "best_val_f1": best["best_val_f1"],
             "model_dir": top["model_dir"], "test": top["test"], "defaults": defaults, **files}

@@ -285,6 +285,7 @@ def test_every_trial_reports_and_asha_stops_some(sweep):
     assert epochs[0] == epochs_max  # the first trial has no rival at the rung
     assert min(epochs) < epochs_max
     assert sweep["summary"]["stopped_early"] == sum(e < epochs_max for e in epochs) >= 1
+    assert sweep["summary"]["complete"] and sweep["summary"]["interrupted"] == [] and sweep["summary"]["planned"] == 4
     # each trial is one Train run with one checkpoint per epoch it ran (at most 2 best + latest kept)
     runs = sweep["dir"] / "runs"
     assert sorted(p.name for p in runs.iterdir()) == sorted(f"{r['trial_id']}-ag" for r in table)
@@ -375,3 +376,35 @@ def test_job_script_parses_its_arguments(tmp_path):
     res = subprocess.run([sys.executable, str(REPO / "jobs" / "tune.py"), "--help"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and "--config" in res.stdout and "--set" in res.stdout, res.stderr
+
+
+def test_results_table_marks_interrupted_trials_and_exports_follow_the_best_f1(tmp_path):
+    """A sweep stopped by SIGINT: Tune keeps the running trial as RUNNING and a re-run
+    resumes it, so the table must not call it stopped by ASHA, and its export is redone
+    once its best F1 moves."""
+    import pandas as pd
+    from ray.tune import Result
+
+    from dpr_dist.tune.report import exported_test, results_table
+
+    space = search_space(load_config(None), "wg")
+
+    def result(trial_id, f1s):
+        n = len(f1s)
+        df = pd.DataFrame({"epoch": range(n), "val_f1": f1s, METRIC: pd.Series(f1s).cummax(),
+                           EPOCHS_KEY: range(1, n + 1), "time_total_s": [10.0 * (i + 1) for i in range(n)],
+                           "trial_id": trial_id})
+        return Result(metrics=df.iloc[-1].to_dict(), checkpoint=None, error=None, path=str(tmp_path / trial_id),
+                      metrics_dataframe=df)
+
+    grid = [result("done", [0.3, 0.4, 0.5]), result("asha", [0.2]), result("cut", [0.45, 0.46])]
+    table = results_table(grid, space, 3, unfinished={"cut"}).to_pylist()
+    assert [(r["trial_id"], r["status"], r["epochs"]) for r in table] == [
+        ("done", "completed", 3), ("asha", "stopped", 1), ("cut", "interrupted", 2)]
+    out = tmp_path / "best"
+    out.mkdir()
+    (out / "metrics.json").write_text(json.dumps({"sweep": {"trial_id": "cut"}, "best_val_f1": 0.46,
+                                                  "test": {"f1": 0.4}}))
+    assert exported_test(str(out), table[2]) == {"f1": 0.4}
+    assert exported_test(str(out), {**table[2], "best_val_f1": 0.47}) is None  # improved after the resume
+    assert exported_test(str(out), table[0]) is None and exported_test(str(tmp_path / "none"), table[0]) is None
