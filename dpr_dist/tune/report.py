@@ -20,7 +20,7 @@ import logging
 import math
 import os
 import warnings
-from typing import Any, Collection, Mapping
+from typing import Any, Callable, Collection, Mapping
 
 import numpy as np
 import optuna
@@ -54,7 +54,7 @@ def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _trial_summary(df, max_epochs: int, metric: str, epochs_key: str) -> dict[str, Any]:
-    """Best F1, its epoch and checkpoint, epochs run and wall time from a trial's results."""
+    """Best F1, its epoch and checkpoint, epochs run and wall time from a trial's Tune results."""
     empty = {"best_val_f1": None, "best_epoch": None, "epochs": 0, "wall_s": None, "checkpoint": None}
     if df is None or len(df) == 0 or "val_f1" not in df:
         return empty
@@ -66,8 +66,47 @@ def _trial_summary(df, max_epochs: int, metric: str, epochs_key: str) -> dict[st
             "checkpoint": str(ckpt) if isinstance(ckpt, str) else None}
 
 
+def train_run_summary(uri: str) -> dict[str, Any] | None:
+    """Best F1, its epoch and checkpoint, epochs run and wall time from a trial's Ray Train
+    run (``<sweep>/runs/<trial>-<kind>``, local or ``s3://``), or None when it saved no
+    checkpoint yet.
+
+    Unlike the trial's Tune results, which Tune starts afresh when a stopped sweep resumes
+    a trial, the Train run keeps its whole history across resumes: the best checkpoint by
+    ``val_f1`` from Ray Train's checkpoint manager (``ray.train.Result.from_path``), and
+    the epochs and their times from the latest checkpoint's ``state.json``. ``wall_s`` is
+    then the time spent in the trial's epochs (training and validation), summed over
+    resumes.
+    """
+    import ray.train
+
+    if not io.exists(io.join(uri, "checkpoint_manager_snapshot.json")):
+        return None
+    fs, path = io.filesystem(uri)
+    quiet = logging.getLogger("ray.train")  # its "a run snapshot was found" is expected here
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)
+    try:
+        run = ray.train.Result.from_path(path, storage_filesystem=fs)
+    finally:
+        quiet.setLevel(level)
+    if run.checkpoint is None:
+        return None
+
+    def full(p: str) -> str:  # checkpoint paths on S3 come without their scheme
+        return f"s3://{p}" if io.is_s3(uri) and not io.is_s3(p) else p
+
+    state = io.read_json(io.join(full(run.checkpoint.path), "state.json"))
+    best = [c for c, m in run.best_checkpoints if m.get("epoch") == state["best_epoch"]]
+    ckpt = best[0] if best else run.get_best_checkpoint("val_f1", "max")
+    return {"best_val_f1": float(state["best_val_f1"]), "best_epoch": int(state["best_epoch"]),
+            "epochs": int(state["next_epoch"]), "wall_s": float(sum(h.get("epoch_s", 0.0) for h in state["history"])),
+            "checkpoint": ckpt.path}
+
+
 def results_table(results, space: Space, max_epochs: int, *, metric: str = "best_val_f1",
-                  epochs_key: str = "epochs_done", unfinished: Collection[str] = ()) -> pa.Table:
+                  epochs_key: str = "epochs_done", unfinished: Collection[str] = (),
+                  train_runs: Callable[[str], str] | None = None) -> pa.Table:
     """One row per trial of a ``ray.tune.ResultGrid``, in the order the trials were created.
 
     Columns: ``trial_id``; one per searched parameter (``data.threshold``, ...);
@@ -76,12 +115,21 @@ def results_table(results, space: Space, max_epochs: int, *, metric: str = "best
     ``stopped`` by ASHA, ``interrupted`` for the ids in ``unfinished``: trials still
     running when the sweep was stopped, which a resumed sweep continues; or ``error``);
     ``checkpoint`` (Train checkpoint of the best epoch).
+
+    ``train_runs`` maps a trial id to its Ray Train run; where that run has a checkpoint,
+    the F1, best epoch, checkpoint and time columns come from it (:func:`train_run_summary`,
+    right across resumes), otherwise from the trial's Tune results. ``epochs`` is the
+    last epoch Tune saw (which a resume keeps, since workers count epochs in their
+    checkpoints), or the Train run's when Tune saw none since a resume.
     """
     rows = []
     for r in results:
         params = _flatten(r.config or {})
         trial_id = (r.metrics or {}).get("trial_id") or os.path.basename(r.path).removeprefix("trial_")
         s = _trial_summary(r.metrics_dataframe, max_epochs, metric, epochs_key)
+        run = train_runs and train_run_summary(train_runs(trial_id))
+        if run:  # epochs: as Tune counted them (ASHA's view) unless Tune saw none since a resume
+            s = {**run, "epochs": s["epochs"] or run["epochs"]}
         status = ("error" if r.error else "interrupted" if trial_id in unfinished
                   else "completed" if s["epochs"] >= max_epochs else "stopped")
         rows.append({"trial_id": trial_id, **{column(k): params.get(k) for k in space}, **s, "status": status})

@@ -41,7 +41,7 @@ from dpr_dist.tune import report
 from dpr_dist.tune.cleanup import PlacementGroupReaper
 from dpr_dist.tune.space import (EPOCHS_KEY, METRIC, asha_scheduler, default_point, max_concurrent_trials,
                                  search_space, trial_config, worker_resources)
-from dpr_dist.tune.trial import TrialContext, fs_path, run_trial, shared_inputs, trial_context
+from dpr_dist.tune.trial import TrialContext, fs_path, run_trial, shared_inputs, train_run_name, trial_context
 
 log = logging.getLogger(__name__)
 
@@ -208,8 +208,10 @@ def run_sweep(cfg: Config, model: str | None = None, pretrained: str | None = No
             ray.kill(reaper)
     # trials Tune left unfinished: the sweep was stopped (SIGINT) or its driver died; a re-run resumes them
     unfinished = {t for t, state in _trial_states(cfg).items() if state not in ("TERMINATED", "ERROR")}
+    # the Train runs, not Tune's results, hold a resumed trial's epochs from before the resume
     table = report.results_table(grid, space, cfg.train.epochs, metric=METRIC, epochs_key=EPOCHS_KEY,
-                                 unfinished=unfinished)
+                                 unfinished=unfinished,
+                                 train_runs=lambda trial: io.join(root, "runs", train_run_name(trial, kind)))
     complete = table.num_rows >= cfg.tune.num_samples and not unfinished
     if not complete:
         log.warning("sweep %s stopped before its end: %d of %d trials started, %d interrupted; the report and "

@@ -361,6 +361,39 @@ def test_rerun_resumes_without_new_trials(sweep):
 
 
 @pytest.mark.slow
+def test_a_resumed_trials_row_comes_from_its_train_run(sweep):
+    """Tune starts a resumed trial's results afresh (its ``result.json`` then holds only the
+    epochs after the resume), so the table takes F1, epochs, time and the best checkpoint
+    from the trial's Train run, which keeps them across resumes."""
+    import pandas as pd
+    from ray.tune import Result
+
+    from dpr_dist.tune.report import results_table
+
+    cfg, d, table = sweep["cfg"], sweep["dir"], sweep["table"].to_pylist()
+
+    def resumed(trial_id, keep):  # the Tune results of a trial resumed before its last `keep` epochs
+        rows = _trial_results(d, trial_id)
+        return Result(metrics=rows[-1], checkpoint=None, error=None, path=str(d / f"trial_{trial_id}"),
+                      metrics_dataframe=pd.DataFrame(rows[len(rows) - keep:]))
+
+    space, keys = search_space(cfg, "ag"), ("best_val_f1", "best_epoch", "epochs", "wall_s", "checkpoint", "status")
+    for keep in (1, 0):  # resumed at the last epoch; resumed and stopped again before it reported
+        grid = [resumed(r["trial_id"], keep) for r in table]
+        rows = results_table(grid, space, cfg.train.epochs, metric=METRIC, epochs_key=EPOCHS_KEY,
+                             train_runs=lambda t: str(d / "runs" / f"{t}-ag")).to_pylist()
+        assert [{k: r[k] for k in keys} for r in rows] == [{k: r[k] for k in keys} for r in table]
+    # without the Train runs, an empty result reads as a trial that never reported
+    assert results_table(grid, space, cfg.train.epochs, metric=METRIC, epochs_key=EPOCHS_KEY)["best_val_f1"] \
+        .to_pylist() == [None] * len(table)
+    for r in table:  # wall_s: the trial's epochs (training and validation), from the Train history
+        state = json.loads((d / "runs" / f"{r['trial_id']}-ag" / f"epoch_{r['epochs'] - 1:04d}" / "state.json")
+                           .read_text())
+        assert len(state["history"]) == r["epochs"]
+        assert r["wall_s"] == pytest.approx(sum(h["epoch_s"] for h in state["history"])) and r["wall_s"] > 0
+
+
+@pytest.mark.slow
 def test_resuming_with_another_configuration_is_refused(sweep):
     cfg = sweep["cfg"]
     changed = replace(cfg, tune=replace(cfg.tune, num_samples=8), train=replace(cfg.train, lr=0.1))
