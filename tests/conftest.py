@@ -96,7 +96,10 @@ def ray_session():
     from dpr_dist.config import ServeConfig
     from dpr_dist.serve.ingress import ingress_env
 
-    env = ingress_env(ServeConfig().ingress)
+    # A replica behind the direct ingress drains for at least 30 s before it stops, so that
+    # load balancers stop routing to it; the tests' one client needs no drain, and each
+    # Serve shutdown would otherwise cost those 30 s.
+    env = {**ingress_env(ServeConfig().ingress), "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1"}
     old = {k: os.environ.get(k) for k in env}
     if not ray.is_initialized():
         os.environ.update(env)

@@ -52,6 +52,16 @@ def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     return pafs.LocalFileSystem(), os.path.abspath(uri)
 
 
+def ray_storage(uri: str) -> tuple[str, pafs.FileSystem | None]:
+    """``(path, filesystem)`` as Ray Train and Tune want a ``storage_path`` and its
+    ``storage_filesystem``: an absolute local path and None, or the S3 path without its
+    scheme and the S3 filesystem of :func:`filesystem`."""
+    if is_s3(uri):
+        fs, path = filesystem(uri)
+        return path, fs
+    return os.path.abspath(uri), None
+
+
 def join(base: str, *parts: str) -> str:
     """Join path parts for local paths and URIs alike."""
     base = str(base).rstrip("/")

@@ -8,7 +8,8 @@
   ``{train.name}-{model}``, initialized from the pre-trained NCF, validated every epoch
   with the candidate procedure; writes the model directory
   (:mod:`dpr_dist.train.modeldir`) from the best checkpoint. Package2vec and LDA are
-  fitted on the training packages first; NN (not trainable) runs one validation epoch.
+  fitted on the training packages first; NN (nothing to train) is validated on the
+  driver, with no Ray Train run.
 
 The prepared data comes from :mod:`dpr_dist.train.prepared`; the whole job of
 ``jobs/*.py`` (data, preparation, these runs, test metrics) is :mod:`dpr_dist.train.job`.
@@ -24,9 +25,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import torch
 
 from dpr_dist.config import Config
@@ -39,12 +42,12 @@ from dpr_dist.eval.package_csr import PackageCSR
 from dpr_dist.models.baselines import BASELINES as PACKAGE_BASELINES
 from dpr_dist.models.ncf import NCF
 from dpr_dist.models.variants import VARIANTS, build_model
-from dpr_dist.runtime import ensure_ray
+from dpr_dist.runtime import ensure_ray, seed_everything
 from dpr_dist.train.collate import PATIENT_COLUMNS, RECORD_COLUMNS, package_csr
 from dpr_dist.train.modeldir import save_model_dir
 from dpr_dist.train.neighbourhood import Neighbourhood
 from dpr_dist.train.prepared import Prepared, load_prepared, read_records, train_dataset
-from dpr_dist.train.worker import RunSpec, ValidationData, train_loop
+from dpr_dist.train.worker import RunSpec, ValidationData, is_trainable, train_loop, validation_f1_sum
 
 #: Every model :func:`train` trains: NCF, the DPR variants and the package baselines.
 MODELS = ("ncf", *VARIANTS, *PACKAGE_BASELINES)
@@ -61,14 +64,6 @@ def run_name(cfg: Config, kind: str) -> str:
 def default_model_dir(cfg: Config, kind: str) -> str:
     """Where :func:`train` writes the model directory: ``{storage_path}/{name}-{kind}/model``."""
     return io.join(cfg.train.storage_path, run_name(cfg, kind), "model")
-
-
-def _storage(cfg: Config) -> tuple[str, Any]:
-    uri = cfg.train.storage_path
-    if io.is_s3(uri):
-        fs, path = io.filesystem(uri)
-        return path, fs
-    return os.path.abspath(uri), None
 
 
 def _uri(cfg: Config, path: str) -> str:
@@ -95,7 +90,7 @@ def fit(cfg: Config, kind: str, epochs: int, val: ValidationData, pretrained: di
     ds = train_dataset(prep.path, columns)
     ingest = DataConfig.default_ingest_options()
     ingest.preserve_order = True  # deterministic shards and batch order (same seed, same run)
-    storage_path, storage_fs = _storage(cfg)
+    storage_path, storage_fs = io.ray_storage(cfg.train.storage_path)
     resources = {"CPU": tc.cpus_per_worker, **({"GPU": 1} if tc.use_gpu else {}), **tc.worker_resources}
     spec = RunSpec(cfg=cfg, kind=kind, epochs=epochs, num_drugs=prep.num_drugs,
                    num_doc_words=prep.num_doc_words, val=ray.put(val),
@@ -212,6 +207,20 @@ def load_ncf(uri: str, cfg: Config, num_drugs: int, num_doc_words: int) -> NCF:
     return ncf.eval()
 
 
+def _validate_untrained(model, ncf: NCF, val: ValidationData, cfg: Config, num_doc_words: int) -> dict[str, Any]:
+    """A model with nothing to train (NN) takes the pre-trained encoder and is validated
+    here, the way the workers validate, rather than in a Ray Train run of one epoch that
+    would only validate."""
+    model.load_pretrained(ncf)
+    t0 = time.perf_counter()
+    rows = np.arange(val.table.num_rows)
+    f1 = validation_f1_sum(model, val, rows, cfg.model.name, cfg, num_doc_words, torch.device("cpu"))
+    f1 = f1 / rows.size if rows.size else 0.0
+    epoch = {"epoch": 0, "loss": 0.0, "val_f1": f1, "samples_per_s": 0.0, "epoch_s": time.perf_counter() - t0,
+             "records": 0}
+    return {"best_epoch": 0, "best_val_f1": f1, "history": [epoch], "checkpoint": None}
+
+
 def train(cfg: Config, model: str | None = None, *, pretrained: str | None = None, out: str | None = None,
           fail_once: dict | None = None) -> str:
     """Train one model on Ray Train and write its model directory.
@@ -257,20 +266,22 @@ def train(cfg: Config, model: str | None = None, *, pretrained: str | None = Non
     if kind != "ncf":
         val_tab = read_records(prep.path, "val")
         cands = index.query(encode_records(ncf.encode, val_tab, prep.num_doc_words, bs), k=cfg.eval.neighbors)
+        seed_everything(cfg.train.seed)  # as the workers build it (NN keeps these weights)
         dpr = build_model(cfg.model, prep.num_drugs, prep.num_doc_words, NOTE_VOCAB_SIZE)
-        trainable = getattr(dpr, "trainable", True) is not False
-        packages = package_csr(train_tab) if hasattr(dpr, "fit_packages") else None
-        hood = training_neighbourhood(cfg, index, prep) if trainable else None
-        result = fit(cfg, kind, cfg.train.epochs if trainable else 1,  # NN: one epoch that only validates
-                     ValidationData(val_tab, cands, top_k, prep.relation, prep.cooc), ncf.state_dict(), fail_once,
-                     packages, hood)
-        state, best, path = _read_checkpoint(result, best=True)
-        _, latest, _ = _read_checkpoint(result, best=False)
-        dpr.load_state_dict(state)  # parameters and fitted buffers
+        val = ValidationData(val_tab, cands, top_k, prep.relation, prep.cooc)
+        if is_trainable(dpr):
+            packages = package_csr(train_tab) if hasattr(dpr, "fit_packages") else None
+            result = fit(cfg, kind, cfg.train.epochs, val, ncf.state_dict(), fail_once, packages,
+                         training_neighbourhood(cfg, index, prep))
+            state, best, path = _read_checkpoint(result, best=True)
+            _, latest, _ = _read_checkpoint(result, best=False)
+            dpr.load_state_dict(state)  # parameters and fitted buffers
+            metrics.update({"best_epoch": best["best_epoch"], "best_val_f1": best["best_val_f1"],
+                            "history": latest["history"], "checkpoint": _uri(cfg, path)})
+        else:
+            metrics.update(_validate_untrained(dpr, ncf, val, cfg, prep.num_doc_words))
         dpr.eval()
-        metrics.update({"best_epoch": best["best_epoch"], "best_val_f1": best["best_val_f1"],
-                        "history": latest["history"], "checkpoint": _uri(cfg, path)})
-        log.info("%s: best val F1 %.4f at epoch %d", kind, best["best_val_f1"], best["best_epoch"])
+        log.info("%s: best val F1 %.4f at epoch %d", kind, metrics["best_val_f1"], metrics["best_epoch"])
     else:
         metrics.update({"best_epoch": record["best_epoch"], "best_val_f1": record["best_val_f1"],
                         "history": record["history"], "checkpoint": record["checkpoint"]})

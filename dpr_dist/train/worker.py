@@ -20,7 +20,8 @@ wraps the model). It then wraps the model in DDP and, for each remaining epoch,
    models, top-``K`` drugs for NCF) and all-reduces F1;
 4. reports the same metrics on every rank, rank 0 attaching the checkpoint.
 
-A model with ``trainable = False`` (NN) takes no steps: its epochs only validate.
+A model with ``trainable = False`` (NN) takes no steps: its epochs only validate (and
+:func:`dpr_dist.train.run.train` validates it on the driver, with no Ray Train run).
 
 Randomness depends only on ``(train.seed, epoch, step, rank)``, so a run resumed at an
 epoch boundary continues exactly as an uninterrupted one.
@@ -239,30 +240,36 @@ class _Runner:
         return {"loss_tensor": loss, **stats}
 
     # ------------------------------------------------------------------ validation
-    @torch.no_grad()
     def validate(self, model: nn.Module) -> float:
         """Validation F1 over all ranks (each rank scores the rows ``rank::world``)."""
-        model.eval()
-        table = self.val.table
-        rows = np.arange(self.rank, table.num_rows, self.world)
-        f1_sum = 0.0
-        if rows.size:
-            part = table.take(rows)
-            chunk = max(1, self.spec.cfg.eval.batch_size)
-            preds: list[np.ndarray] = []
-            for s in range(0, len(rows), chunk):
-                sub = part.slice(s, chunk)
-                u = model.encode(collate_patients(sub, self.spec.num_doc_words).to(self.device))
-                if self.spec.kind == "ncf":
-                    preds += topk_drugs(model.rank_drugs(u).cpu(), self.val.top_k)
-                else:
-                    cands = subset_candidates(self.val.candidates, rows[s: s + chunk])
-                    preds += pick_packages(model, u, cands, self.val.relation, self.val.cooc,
-                                           self.spec.cfg.data.threshold, chunk, self.device)
-            f1_sum = float(package_prf(preds, package_csr(part))["f1"].sum())
+        rows = np.arange(self.rank, self.val.table.num_rows, self.world)
+        f1_sum = validation_f1_sum(model, self.val, rows, self.spec.kind, self.spec.cfg, self.spec.num_doc_words,
+                                   self.device)
         total, n = _all_reduce([f1_sum, float(rows.size)], self.device)
         model.train()
         return total / n if n else 0.0
+
+
+@torch.no_grad()
+def validation_f1_sum(model: nn.Module, val: ValidationData, rows: np.ndarray, kind: str, cfg: Config,
+                      num_doc_words: int, device: torch.device) -> float:
+    """Sum of the F1 of the validation records ``rows`` (the model in eval mode): top-``K``
+    drugs for NCF, the best-scoring candidate for a package model."""
+    model.eval()
+    if not rows.size:
+        return 0.0
+    part = val.table.take(rows)
+    chunk = max(1, cfg.eval.batch_size)
+    preds: list[np.ndarray] = []
+    for s in range(0, len(rows), chunk):
+        sub = part.slice(s, chunk)
+        u = model.encode(collate_patients(sub, num_doc_words).to(device))
+        if kind == "ncf":
+            preds += topk_drugs(model.rank_drugs(u).cpu(), val.top_k)
+        else:
+            preds += pick_packages(model, u, subset_candidates(val.candidates, rows[s: s + chunk]), val.relation,
+                                   val.cooc, cfg.data.threshold, chunk, device)
+    return float(package_prf(preds, package_csr(part))["f1"].sum())
 
 
 def _resolve(obj: Any) -> Any:

@@ -41,7 +41,7 @@ from dpr_dist.tune import report
 from dpr_dist.tune.cleanup import PlacementGroupReaper
 from dpr_dist.tune.space import (EPOCHS_KEY, METRIC, asha_scheduler, default_point, max_concurrent_trials,
                                  search_space, trial_config, worker_resources)
-from dpr_dist.tune.trial import TrialContext, fs_path, run_trial, shared_inputs, train_run_name, trial_context
+from dpr_dist.tune.trial import TrialContext, run_trial, shared_inputs, train_run_name, trial_context
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def _trainable(ctx: TrialContext | None):
 
 def _trial_states(cfg: Config) -> dict[str, str]:
     """Tune's status of each stored trial of this sweep (``TERMINATED``, ``RUNNING``, ...)."""
-    path, fs = fs_path(sweep_dir(cfg))
+    path, fs = io.ray_storage(sweep_dir(cfg))
     if not ray.tune.Tuner.can_restore(path, storage_filesystem=fs):
         return {}
     return {t.trial_id: t.status for t in ray.tune.ExperimentAnalysis(path, storage_filesystem=fs).trials}
@@ -108,7 +108,7 @@ def _finished(cfg: Config) -> bool:
 def _tuner(cfg: Config, ctx: TrialContext, space: dict) -> tuple[ray.tune.Tuner, bool]:
     """A new Tuner, or the stored one of this sweep name (``resumed`` True)."""
     root = sweep_dir(cfg)
-    path, fs = fs_path(root)
+    path, fs = io.ray_storage(root)
     if ray.tune.Tuner.can_restore(path, storage_filesystem=fs):
         log.info("resuming sweep %s", root)
         return ray.tune.Tuner.restore(path, trainable=_trainable(ctx), resume_errored=True,
@@ -194,7 +194,7 @@ def run_sweep(cfg: Config, model: str | None = None, pretrained: str | None = No
     ncf_uri = _ncf_checkpoint(cfg, root, pretrained)
     inputs = None
     if _finished(cfg):  # nothing left to run: read the results back
-        path, fs = fs_path(root)
+        path, fs = io.ray_storage(root)
         grid = ray.tune.Tuner.restore(path, trainable=_trainable(None), storage_filesystem=fs).get_results()
         resumed = True
     else:

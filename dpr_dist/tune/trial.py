@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import pyarrow.fs as pafs
 import ray
 import ray.tune
 import torch
@@ -32,14 +31,6 @@ from dpr_dist.train.run import load_ncf, training_neighbourhood
 from dpr_dist.train.worker import RunSpec, ValidationData, train_loop
 from dpr_dist.tune.cleanup import RegisterPlacementGroup
 from dpr_dist.tune.space import EPOCHS_KEY, trial_config, worker_resources
-
-
-def fs_path(uri: str) -> tuple[str, pafs.FileSystem | None]:
-    """``(path, filesystem)`` as Ray's ``storage_path`` / ``storage_filesystem`` want them."""
-    if io.is_s3(uri):
-        fs, path = io.filesystem(uri)
-        return path, fs
-    return uri, None
 
 
 class EpochReport(TuneReportCallback):
@@ -94,7 +85,7 @@ def run_trial(config: dict, ctx: TrialContext) -> None:
                    val=ctx.val, pretrained=ctx.pretrained, neighbourhood=ctx.neighbourhood)
     ingest = DataConfig.default_ingest_options()
     ingest.preserve_order = True  # deterministic shards, as in dpr_dist.train.run.fit
-    path, fs = fs_path(ctx.runs)
+    path, fs = io.ray_storage(ctx.runs)
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"spec": spec},

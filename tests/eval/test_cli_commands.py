@@ -60,7 +60,8 @@ def test_experiment_bad_option_is_an_error(tmp_path, capsys):
 def test_pipeline_command_writes_metrics_and_predictions(pipeline_run, tmp_path, capsys):
     """``dpr pipeline`` of NCF, NN and popularity in a fresh directory. The session pipeline's
     prepared data and NCF pre-training (same inputs, config and seed) are copied in, so the
-    command reuses them and trains one run (NN) itself."""
+    command reuses them and starts no Ray Train run: NN has nothing to train and is
+    validated on the driver."""
     out = tmp_path / "out"
     shutil.copytree(pipeline_run["out"] / "prepared", out / "prepared")
     shutil.copytree(pipeline_run["out"] / "runs" / "tiny-ncf", out / "runs" / "tiny-ncf")
@@ -96,5 +97,6 @@ def test_pipeline_command_writes_metrics_and_predictions(pipeline_run, tmp_path,
             f1.append(2 * p * rec / (p + rec) if p + rec else 0.0)
         assert metrics[model]["f1"] == pytest.approx(np.mean(f1), abs=1e-12), model
     assert sorted(p.name for p in (out / "runs").iterdir()) == ["tiny-ncf", "tiny-nn"]  # pre-training reused
+    assert [p.name for p in (out / "runs" / "tiny-nn").iterdir()] == ["model"]  # no Train run for NN
     popular = pred.filter(pc.equal(pred["model"], "popularity"))["drugs"].to_pylist()
     assert all(d == popular[0] for d in popular)  # the same K most frequent drugs for everyone

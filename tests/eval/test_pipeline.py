@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from dpr_dist.config import load_config
+from dpr_dist.eval.evaluate import evaluate
 from dpr_dist.eval.pipeline import (
     PIPELINE_MODELS, metrics_markdown, output_config, parse_models, prepare_inputs)
 from dpr_dist.models.baselines import BR, DAM, LDA, NearestNeighbor, Package2vec
@@ -129,7 +130,12 @@ def test_every_baseline_trained_through_the_trainer(run):
             assert history[0]["records"] > 0 and history[-1]["pair_acc"] > 0
     for name in ("package2vec", "lda"):  # fitted on rank 0, broadcast by DDP, kept in the directory
         assert bool(load_model_dir(dirs[name]).model.fitted)
-    assert load_model_dir(dirs["nn"]).metrics["history"][0]["records"] == 0  # NN: validation only
+    nn_bundle = load_model_dir(dirs["nn"])
+    assert nn_bundle.metrics["history"][0]["records"] == 0  # NN: validation only, on the driver
+    assert nn_bundle.metrics["checkpoint"] is None and not (Path(dirs["nn"]).parent / "epoch_0000").exists()
+    # the evaluator's candidate procedure gives the same F1
+    assert nn_bundle.metrics["best_val_f1"] == pytest.approx(
+        evaluate(nn_bundle, read_records(str(run["out"] / "prepared"), "val"))[0]["f1"], abs=1e-12)
     relation = pq.read_table(Path(dirs["ag"]) / "relation.parquet")
     assert "description" in relation.column_names and relation["description"].null_count < relation.num_rows
     runs = {p.name for p in (run["out"] / "runs").iterdir()}
