@@ -84,21 +84,47 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    import pyarrow as pa
+
     from dpr_dist.data import io
     from dpr_dist.eval.evaluate import evaluate_models, format_table
     from dpr_dist.train.modeldir import load_model_dir
     from dpr_dist.train.prepared import read_records
 
     bundle = load_model_dir(args.model_dir)
-    prepared = args.prepared or bundle.config.data.prepared
+    prepared = args.prepared or bundle.cfg.data.prepared
     records = read_records(prepared, args.split)
     models = args.models.split(",") if args.models else [bundle.model_name]
     metrics, predictions = evaluate_models(bundle, records, models)
+    if args.generate:
+        predictions = pa.concat_tables([predictions, _generated_picks(bundle, records, metrics)])
     print(f"{args.split} metrics ({records.num_rows} records)\n{format_table(metrics)}")
+    if args.generate:
+        g = metrics[f"{bundle.model_name}+S"]
+        print(f"{bundle.model_name}+S: picked from S = S1 ∪ S2 ∪ S3 (paper section 6): a generated package for "
+              f"{100 * g['picked_generated']:.1f} % of the records; {g['mean_s1']:.1f} packages in S1 and "
+              f"{g['mean_s']:.1f} in S on average")
     if args.out:
         io.write_json(metrics, io.join(args.out, "metrics.json"))
         io.write_table(predictions.select(["record_id", "model", "drugs"]), io.join(args.out, "predictions.parquet"))
     return 0
+
+
+def _generated_picks(bundle, records, metrics: dict[str, dict]):
+    """``dpr evaluate --generate``: the model picking from the generated set ``S`` too, as
+    the row ``<model>+S`` of ``metrics`` (its oracle ceiling is ``S``'s); returns its predictions."""
+    import numpy as np
+
+    from dpr_dist.eval.evaluate import predictions_table
+    from dpr_dist.eval.generation_eval import generation_metrics
+
+    if bundle.model is None:
+        raise SystemExit(f"dpr evaluate: --generate needs a package model; {bundle.model_name} picks no package")
+    g = generation_metrics(bundle, records, bundle.cfg.generation, with_picks=True)
+    name = f"{bundle.model_name}+S"
+    metrics[name] = {"model": name, **g["s"], **{k: g[k] for k in ("picked_generated", "mean_s1", "mean_s")}}
+    return predictions_table(records["record_id"].to_pylist(), name, g["picks"],
+                             np.asarray(bundle.drugs["name"].to_pylist(), dtype=object))
 
 
 def cmd_tune(args: argparse.Namespace) -> int:

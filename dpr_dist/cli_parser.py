@@ -153,6 +153,9 @@ def make_parser(handlers: Mapping[str, Callable[[argparse.Namespace], int]]) -> 
     p.add_argument("--prepared", help="prepared data (default: the one the model was trained on)")
     p.add_argument("--models", help="comma-separated: the directory's model and/or baselines (ncf, popularity, nn)")
     p.add_argument("--out", help="directory for metrics.json and predictions.parquet")
+    p.add_argument("--generate", action="store_true",
+                   help="also let the package model pick from S = S1 ∪ S2 ∪ S3, the candidates extended by the "
+                        "package-generation heuristic of paper section 6 (row <model>+S; its ceiling is S's)")
 
     p = add("pipeline", handlers["pipeline"], "data to results in one command: prepare, train, evaluate",
             "Prepare the EMR and interaction inputs, pre-train NCF, train every listed model with the\n"

@@ -34,7 +34,8 @@ def as_candidates(generated: Sequence[Sequence]) -> tuple[Candidates, np.ndarray
     return Candidates(neighbors, similarity, csr.indptr, csr.indices), n_s1
 
 
-def generation_metrics(bundle: ModelBundle, records: pa.Table, gen: GenerationConfig) -> dict[str, Any]:
+def generation_metrics(bundle: ModelBundle, records: pa.Table, gen: GenerationConfig, *,
+                       with_picks: bool = False) -> dict[str, Any]:
     """Picking from ``S1`` against ``S = S1 ∪ S2 ∪ S3`` (paper section 6) on ``records``.
 
     ``S1`` is the candidate set of evaluation (so the ``S1`` pick equals the model's test
@@ -46,6 +47,8 @@ def generation_metrics(bundle: ModelBundle, records: pa.Table, gen: GenerationCo
         ``{"s1": metrics, "s": metrics, "picked_generated": share of patients whose pick
         from S is a generated package, "mean_s1": mean |S1|, "mean_s": mean |S|}``; the
         metrics are :func:`summarize`'s, with the oracle ceiling of each candidate set.
+        With ``with_picks``, also ``"picks"``: the package picked from ``S`` for each
+        record (drug ids, in record order).
     """
     model, per_call, v = bundle.model, max(1, bundle.cfg.eval.batch_size), bundle.num_doc_words
     popularity_rank = ranks_from_scores(bundle.popularity())
@@ -78,4 +81,6 @@ def generation_metrics(bundle: ModelBundle, records: pa.Table, gen: GenerationCo
     out: dict[str, Any] = {k: summarize(picks[k], true, rel, np.concatenate(ceilings[k])) for k in picks}
     out.update(picked_generated=float(np.concatenate(generated).mean()) if generated else 0.0,
                mean_s1=float(np.concatenate(n_s1).mean()), mean_s=float(np.concatenate(n_s).mean()))
+    if with_picks:
+        out["picks"] = picks["s"]
     return out
