@@ -54,7 +54,10 @@ class TrialContext:
         neighbourhood: Object ref of the training patients' candidate neighbourhoods (for
             ``train.rank_weight`` / ``train.hard_negatives``); None when no trial uses them.
         num_drugs, num_doc_words: Vocabulary sizes.
-        runs: ``<sweep>/runs``: where the trials' Train runs live.
+        runs: ``(path, filesystem)`` of ``<sweep>/runs``, where the trials' Train runs
+            live (:func:`dpr_dist.data.io.ray_storage`, built on the driver: an S3
+            filesystem carries the driver's endpoint and keys to the trials, whose
+            environment may lack them).
         reaper: The sweep's :class:`~dpr_dist.tune.cleanup.PlacementGroupReaper`.
     """
 
@@ -65,7 +68,7 @@ class TrialContext:
     neighbourhood: Any
     num_drugs: int
     num_doc_words: int
-    runs: str
+    runs: tuple[str, Any]
     reaper: Any
 
 
@@ -85,7 +88,7 @@ def run_trial(config: dict, ctx: TrialContext) -> None:
                    val=ctx.val, pretrained=ctx.pretrained, neighbourhood=ctx.neighbourhood)
     ingest = DataConfig.default_ingest_options()
     ingest.preserve_order = True  # deterministic shards, as in dpr_dist.train.run.fit
-    path, fs = io.ray_storage(ctx.runs)
+    path, fs = ctx.runs
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"spec": spec},
@@ -130,4 +133,4 @@ def trial_context(cfg: Config, inputs: dict[str, Any], space: dict, runs: str, r
     ds = train_dataset(prep.path, RECORD_COLUMNS)
     return TrialContext(cfg=cfg, dataset=ds, val=ray.put(val), pretrained=ray.put(ncf.state_dict()),
                         neighbourhood=ray.put(hood) if hood is not None else None, num_drugs=prep.num_drugs,
-                        num_doc_words=prep.num_doc_words, runs=runs, reaper=reaper)
+                        num_doc_words=prep.num_doc_words, runs=io.ray_storage(runs), reaper=reaper)
