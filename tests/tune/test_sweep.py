@@ -394,17 +394,18 @@ def test_a_resumed_trials_row_comes_from_its_train_run(sweep):
 
 
 @pytest.mark.slow
-def test_a_sweep_on_s3_reports_exports_and_resumes(tiny_prepared, s3_server):
-    """The whole sweep on the loopback S3 endpoint: Tune's experiment, the pre-training and
-    the trials' Train runs, the report and ``best/``; run again, it resumes from there."""
+def test_a_sweep_on_s3_reports_exports_and_resumes(sweep, s3_server):
+    """The whole sweep on the loopback S3 endpoint: Tune's experiment, the trials' Train
+    runs, the report and ``best/``; run again, it resumes from there. (It starts from the
+    local pre-training that the module's sweep was given.)"""
     from dpr_dist.data import io
     from dpr_dist.train.modeldir import load_model_dir
 
     cfg = load_config(REPO / "configs" / "tiny.yaml", [
-        f"data.prepared={tiny_prepared['dir']}", "train.storage_path=s3://dpr/tune-s3", "train.num_workers=1",
+        f"data.prepared={sweep['cfg'].data.prepared}", "train.storage_path=s3://dpr/tune-s3", "train.num_workers=1",
         "train.epochs=1", "train.pretrain_epochs=1", "tune.num_samples=2", "tune.max_concurrent=1",
         "tune.grace_period=1", "tune.name=s3-sweep"])
-    first = run_sweep(cfg)
+    first = run_sweep(cfg, pretrained=str(sweep["given"]))
     root = "s3://dpr/tune-s3/s3-sweep"
     assert first["sweep_dir"] == root and first["complete"] and not first["resumed"] and first["trials"] == 2
     table = io.read_table(first["results"])
@@ -418,7 +419,7 @@ def test_a_sweep_on_s3_reports_exports_and_resumes(tiny_prepared, s3_server):
     best = load_model_dir(first["model_dir"])
     assert first["model_dir"] == f"{root}/best" and best.metrics["sweep"]["trial_id"] == first["best_trial"]
     assert best.metrics["test"]["f1"] == pytest.approx(first["test"]["f1"])
-    again = run_sweep(cfg)
+    again = run_sweep(cfg, pretrained=str(sweep["given"]))
     assert again["resumed"] and io.read_table(again["results"]).equals(table)
     assert {k: again[k] for k in ("best_trial", "best_val_f1", "test")} == {k: first[k] for k in
                                                                           ("best_trial", "best_val_f1", "test")}
