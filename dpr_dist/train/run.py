@@ -47,6 +47,7 @@ from dpr_dist.train.collate import PATIENT_COLUMNS, RECORD_COLUMNS, package_csr
 from dpr_dist.train.modeldir import save_model_dir
 from dpr_dist.train.neighbourhood import Neighbourhood
 from dpr_dist.train.prepared import Prepared, load_prepared, read_records, train_dataset
+from dpr_dist.train.stored import checkpoint_state, stored_run
 from dpr_dist.train.worker import RunSpec, ValidationData, is_trainable, train_loop, validation_f1_sum
 
 #: Every model :func:`train` trains: NCF, the DPR variants and the package baselines.
@@ -85,6 +86,10 @@ def fit(cfg: Config, kind: str, epochs: int, val: ValidationData, pretrained: di
     from ray.train.torch import TorchTrainer
 
     tc = cfg.train
+    done = stored_run(io.join(tc.storage_path, run_name(cfg, kind)))
+    if done is not None and checkpoint_state(tc.storage_path, done.checkpoint)["next_epoch"] >= epochs:
+        log.info("run %s has finished its %d epochs: reusing it", run_name(cfg, kind), epochs)
+        return done  # what a re-run would return, without starting a worker group that has nothing to do
     prep = load_prepared(cfg.data.prepared, cfg.data.threshold)
     columns = PATIENT_COLUMNS if kind == "ncf" else RECORD_COLUMNS
     ds = train_dataset(prep.path, columns)

@@ -34,6 +34,7 @@ from dpr_dist.eval.evaluate import evaluate
 from dpr_dist.models.dpr import DPR
 from dpr_dist.train.modeldir import load_model_dir, save_model_dir, update_metrics
 from dpr_dist.train.prepared import read_records
+from dpr_dist.train.stored import checkpoint_state, stored_run
 
 log = logging.getLogger(__name__)
 
@@ -78,25 +79,10 @@ def train_run_summary(uri: str) -> dict[str, Any] | None:
     then the time spent in the trial's epochs (training and validation), summed over
     resumes.
     """
-    import ray.train
-
-    if not io.exists(io.join(uri, "checkpoint_manager_snapshot.json")):
+    run = stored_run(uri)
+    if run is None:
         return None
-    fs, path = io.filesystem(uri)
-    quiet = logging.getLogger("ray.train")  # its "a run snapshot was found" is expected here
-    level = quiet.level
-    quiet.setLevel(logging.WARNING)
-    try:
-        run = ray.train.Result.from_path(path, storage_filesystem=fs)
-    finally:
-        quiet.setLevel(level)
-    if run.checkpoint is None:
-        return None
-
-    def full(p: str) -> str:  # checkpoint paths on S3 come without their scheme
-        return f"s3://{p}" if io.is_s3(uri) and not io.is_s3(p) else p
-
-    state = io.read_json(io.join(full(run.checkpoint.path), "state.json"))
+    state = checkpoint_state(uri, run.checkpoint)
     best = [c for c, m in run.best_checkpoints if m.get("epoch") == state["best_epoch"]]
     ckpt = best[0] if best else run.get_best_checkpoint("val_f1", "max")
     return {"best_val_f1": float(state["best_val_f1"]), "best_epoch": int(state["best_epoch"]),

@@ -9,6 +9,7 @@ directory that evaluates without the training data.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 import subprocess
@@ -122,11 +123,14 @@ def test_same_seed_same_metrics_with_s3_storage(faulted, s3_server):
     assert other["checkpoint"].startswith("s3://dpr/runs/tiny-s3-ag/epoch_")
 
 
-def test_rerun_with_the_same_name_resumes_and_evaluates(faulted, capsys):
+def test_rerun_with_the_same_name_resumes_and_evaluates(faulted, capsys, caplog):
     root = faulted["root"]
     before = epoch_dirs(root, "tiny-ag"), epoch_dirs(root, "tiny-ncf")
-    out = run_job(faulted["cfg"], models=["ag"], baselines=["ncf", "popularity"])
+    with caplog.at_level(logging.INFO, logger="dpr_dist.train.run"):
+        out = run_job(faulted["cfg"], models=["ag"], baselines=["ncf", "popularity"])
     assert (epoch_dirs(root, "tiny-ag"), epoch_dirs(root, "tiny-ncf")) == before  # no extra epochs
+    # the finished run is read back from its stored checkpoints, no worker group started
+    assert f"run tiny-ag has finished its {faulted['cfg'].train.epochs} epochs: reusing it" in caplog.text
     assert list(out["metrics"]) == ["ncf", "popularity", "ag"]
     assert "test metrics" in capsys.readouterr().out
     metrics = load_model_dir(out["model_dirs"]["ag"]).metrics
