@@ -151,6 +151,22 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_planted(args: argparse.Namespace) -> int:
+    from dpr_dist.data import io
+    from dpr_dist.eval.planted import audit_predictions, audit_table, regenerate_truth
+
+    cfg = _load(args)
+    truth = regenerate_truth(args.emr, args.drugs if args.drugs is not None else cfg.synth.drugs, cfg.seed,
+                             cfg.synth.conditions,
+                             args.mean_package if args.mean_package is not None else cfg.synth.mean_package,
+                             notes=cfg.synth.notes)
+    rows = {f: audit_predictions(truth, io.read_table(f)) for f in args.predictions}
+    print(audit_table(rows))
+    if args.out:
+        io.write_json(rows, args.out)
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from dpr_dist.serve.app import reload_model, run_service
 
@@ -188,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
         "synth": cmd_synth, "import mimic-iv": cmd_import_mimic, "import drugbank-ddi": cmd_import_drugbank,
         "prepare": cmd_prepare, "pretrain": cmd_pretrain, "train": cmd_train, "tune": cmd_tune,
         "evaluate": cmd_evaluate, "pipeline": cmd_pipeline, "serve": cmd_serve, "score": cmd_score,
-        "experiment": cmd_experiment,
+        "experiment": cmd_experiment, "planted": cmd_planted,
     })
 
 

@@ -157,6 +157,21 @@ def make_parser(handlers: Mapping[str, Callable[[argparse.Namespace], int]]) -> 
                    help="also let the package model pick from S = S1 ∪ S2 ∪ S3, the candidates extended by the "
                         "package-generation heuristic of paper section 6 (row <model>+S; its ceiling is S's)")
 
+    p = add("planted", handlers["planted"], "check picks against the synthetic data's planted rules",
+            "For predictions on data written by dpr synth: how often the picks break a rule (a pair\n"
+            "avoided for patients with a condition) or hold a drug contraindicated for the patient,\n"
+            "next to the true packages, and the most that knowing these patient-specific rules could\n"
+            "add to F1 (remove every avoided drug from the picks). The generator is re-run from the\n"
+            "config to recover what it planted; the EMR must be its output (docs/synthetic-data.md).")
+    p.add_argument("--emr", required=True, help="the synthetic EMR the predictions are of (dpr synth's OUT/emr)")
+    p.add_argument("--predictions", required=True, action="append", metavar="FILE",
+                   help="a predictions.parquet of dpr evaluate or dpr pipeline (repeatable)")
+    p.add_argument("--drugs", type=int, help="number of drugs it was generated with (default: synth.drugs)")
+    p.add_argument("--mean-package", type=float, help="mean package size it was generated with "
+                                                       "(default: synth.mean_package)")
+    p.add_argument("--out", help="also write the results as JSON to this file")
+    _config_args(p)
+
     p = add("pipeline", handlers["pipeline"], "data to results in one command: prepare, train, evaluate",
             "Prepare the EMR and interaction inputs, pre-train NCF, train every listed model with the\n"
             "same trainer and patient encoder, evaluate each on the test split the way the paper does\n"
