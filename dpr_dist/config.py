@@ -52,13 +52,19 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class SynthConfig:
-    """Synthetic EMR generator (``dpr synth``), the embedded default data."""
+    """Synthetic EMR generator (``dpr synth``), the embedded default data.
+
+    ``antagonism_tolerance`` is :class:`~dpr_dist.data.synth.knobs.SynthKnobs`'s knob of the
+    same name (0: every patient avoids antagonistic pairs alike; 1: only the vulnerable
+    ones do; docs/synthetic-data.md).
+    """
 
     records: int = 3000
     drugs: int = 120
     conditions: int = 12
     notes: bool = True
     mean_package: float = 18.0
+    antagonism_tolerance: float = 0.0
 
 
 @dataclass(frozen=True)

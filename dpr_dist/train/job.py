@@ -39,7 +39,8 @@ def ensure_data(cfg: Config) -> dict:
                              f"{expected[0]!r} and {expected[1]!r}: set data.emr and data.ddi to those")
         emr, ddi = synth.generate(cfg.synth.records, cfg.synth.drugs, seed=cfg.seed,
                                   conditions=cfg.synth.conditions, notes=cfg.synth.notes,
-                                  mean_package=cfg.synth.mean_package)
+                                  mean_package=cfg.synth.mean_package,
+                                  knobs=synth.SynthKnobs(antagonism_tolerance=cfg.synth.antagonism_tolerance))
         synth.write(emr, ddi, out)
         log.info("generated %d synthetic records -> %s", cfg.synth.records, out)
     from dpr_dist.data.prepare import prepare

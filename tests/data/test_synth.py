@@ -194,6 +194,38 @@ def test_condition_dependent_pairs_and_contraindications(data):
             assert col[member[:, c] & live].mean() < 0.25 * col[~member[:, c]].mean() + 0.01, (cond, name)
 
 
+def _antagonistic_pairs_held(truth) -> np.ndarray:
+    """``[R]`` number of the generator's antagonistic pairs inside each package."""
+    d = len(truth.drug_names)
+    ant = np.zeros((d, d), bool)
+    ant[truth.antagonism[:, 0], truth.antagonism[:, 1]] = True
+    ant |= ant.T
+    off, ids = truth.package_offsets, truth.package_drugs
+    return np.array([ant[np.ix_(p, p)].sum() // 2 for p in (ids[off[i]:off[i + 1]] for i in range(len(off) - 1))])
+
+
+def test_antagonism_tolerance_makes_avoidance_depend_on_the_patient(data):
+    base = data["truth"]
+    # the default treats every patient alike and leaves the data as it was
+    assert np.all(base.antagonism_avoidance == synth.SynthKnobs().avoid_antagonism)
+    emr0, _, _ = synth.generate_with_truth(records=3000, drugs=300, seed=0, mean_package=10,
+                                           knobs=synth.SynthKnobs(antagonism_tolerance=0.0))
+    assert emr0.equals(data["emr"])
+    emr, _, truth = synth.generate_with_truth(records=3000, drugs=300, seed=0, mean_package=10,
+                                              knobs=synth.SynthKnobs(antagonism_tolerance=1.0))
+    age = np.array(emr["age"].to_pylist())
+    vulnerable = truth.antagonism_avoidance > 0.5
+    assert np.all(vulnerable[age >= 65])
+    assert np.all(truth.antagonism_avoidance[~vulnerable] == 0.0)
+    live = ~truth.hard
+    held, held0 = _antagonistic_pairs_held(truth), _antagonistic_pairs_held(base)
+    # tolerant doctors co-prescribe antagonistic pairs; for the vulnerable they stay as rare as before
+    assert held[live & ~vulnerable].mean() > 5 * max(held0[live].mean(), 0.01)
+    assert held[live & vulnerable].mean() < 0.3 * held[live & ~vulnerable].mean()
+    with pytest.raises(ValueError, match="antagonism_tolerance"):
+        synth.generate(10, 20, knobs=synth.SynthKnobs(antagonism_tolerance=1.5))
+
+
 def test_conditions_show_in_demographics_labs_and_notes(data):
     emr, truth, member = data["emr"], data["truth"], data["member"]
     c = list(truth.conditions)

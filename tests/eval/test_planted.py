@@ -76,6 +76,21 @@ def test_a_contraindicated_drug_is_counted_and_removed(generated):
     assert audit["f1"] < 1.0 and audit["f1_repaired"] == pytest.approx(1.0)
 
 
+def test_an_avoided_antagonistic_pair_counts_only_for_patients_whose_doctors_avoid_it():
+    _, _, truth = synth.generate_with_truth(**ARGS, knobs=synth.SynthKnobs(antagonism_tolerance=1.0))
+    a, b = (truth.drug_names[i] for i in truth.antagonism[0])
+    avoider = truth.antagonism_avoidance > 0.5
+    rows = {flag: next(r for r in range(len(truth.hard)) if avoider[r] == flag and not truth.hard[r]
+                       and not {a, b} & set(_true_names(truth, r))) for flag in (True, False)}
+    for flag, row in rows.items():
+        true = _true_names(truth, row)
+        audit = planted_audit(truth, [f"R{row:06d}"], [true + [a, b]])
+        assert audit["antagonism"] == float(flag) and audit["true_antagonism"] == 0.0
+        # repaired: both drugs go for the patient whose doctor avoids the pair (neither is in
+        # the true package); nothing changes for the others
+        assert audit["f1_repaired"] == pytest.approx(1.0 if flag else audit["f1"])
+
+
 def test_errors_name_the_record_and_the_field(generated):
     _, truth = generated
     with pytest.raises(ValueError, match=r"record 'R999999': record_id"):
@@ -106,5 +121,6 @@ def test_dpr_planted_reads_predictions_and_checks_the_emr_is_the_configs(tmp_pat
     assert regenerate_truth(str(tmp_path / "data" / "emr"), ARGS["drugs"], ARGS["seed"], 16, 10).rules == truth.rules
     # another seed's truth does not belong to this EMR: refused, naming the first record that differs
     assert main([*args, "--seed", "4"]) == 2
+    assert main([*args, "--set", "synth.antagonism_tolerance=1.0"]) == 2  # the knob reaches the generator
     with pytest.raises(ValueError, match=r"is not what dpr synth writes with seed 4.*record R0+ differs"):
         regenerate_truth(str(tmp_path / "data" / "emr"), ARGS["drugs"], 4, 16, 10)

@@ -12,7 +12,7 @@ import pyarrow as pa
 from dpr_dist.data.schema import DDI_SCHEMA, EMR_SCHEMA
 from dpr_dist.data.synth.columns import _ddi_table, _labs, _notes, _variants
 from dpr_dist.data.synth.knobs import SynthKnobs, SynthTruth
-from dpr_dist.data.synth.packages import _packages
+from dpr_dist.data.synth.packages import _antagonism_avoidance, _packages
 from dpr_dist.data.synth.plan import _make_plan
 from dpr_dist.data.synth.records import _records
 from dpr_dist.data.synth.vocab import _VARIANT_P, GENDERS, INSURANCE, LABELS
@@ -31,6 +31,8 @@ def generate_with_truth(records: int, drugs: int, seed: int = 0, conditions: int
     if not np.isfinite(mean_package) or mean_package < 2:
         raise ValueError(f"synth: mean_package must be a number >= 2, got {mean_package!r}")
     knobs = knobs or SynthKnobs()
+    if not 0.0 <= knobs.antagonism_tolerance <= 1.0:
+        raise ValueError(f"synth: antagonism_tolerance must be in [0, 1], got {knobs.antagonism_tolerance!r}")
     mean_eff = float(min(mean_package, max(2.0, 0.4 * drugs)))
     if mean_eff < mean_package:
         log.info("mean_package %.1f lowered to %.1f for %d drugs", mean_package, mean_eff, drugs)
@@ -71,6 +73,7 @@ def generate_with_truth(records: int, drugs: int, seed: int = 0, conditions: int
         bundles=tuple(tuple(plan.names[d] for d in row if d >= 0) for row in plan.bundles.tolist()),
         condition_bundles={cn[c]: tuple(int(b) for b in row if b >= 0) for c, row in enumerate(plan.cond_bundles)},
         surgery_bundles=tuple(int(b) for b in np.flatnonzero(plan.surgical)),
+        antagonism_avoidance=_antagonism_avoidance(rec, plan, knobs), antagonism=plan.ant.astype(np.int64),
     )
     log.info("%d records, %d drugs, %d interaction rows in %.1fs", n, drugs, ddi.num_rows,
              time.perf_counter() - t0)

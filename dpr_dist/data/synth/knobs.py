@@ -10,6 +10,11 @@ import numpy as np
 from dpr_dist.data.synth.vocab import PAPER_ALIGNED
 
 
+#: Conditions whose patients avoid antagonistic pairs whatever ``antagonism_tolerance`` is
+#: (so do patients aged 65 or more).
+VULNERABLE = ("kidney disease", "liver disease", "pregnancy", "infant", "heart failure")
+
+
 @dataclass(frozen=True)
 class SynthKnobs:
     """Probabilities of the generative process (defaults documented in docs/synthetic-data.md).
@@ -26,6 +31,13 @@ class SynthKnobs:
             already in the package (the rest follow a Zipf popularity).
         avoid_antagonism: Probability that an antagonistic pair is avoided (conflicting
             bundles are not combined; of a pair in a package, the weaker drug goes).
+        antagonism_tolerance: Share of ``avoid_antagonism`` that doctors give up for patients
+            outside the vulnerable groups (:data:`VULNERABLE`: age 65 or more, or one of the
+            conditions listed there): they avoid antagonistic pairs with probability
+            ``avoid_antagonism * (1 - antagonism_tolerance)``, the vulnerable ones with
+            ``avoid_antagonism``. 0 (the default) treats every patient alike; higher values
+            make antagonism edges common in packages, as on real data, and their avoidance
+            depend on the patient.
         avoid_rule: Probability that a condition-avoided synergistic pair is broken.
         avoid_contra: Probability that a contraindicated drug is dropped.
         hard_fraction: Share of records with a random package.
@@ -50,6 +62,7 @@ class SynthKnobs:
     surgery_drug_prob: float = 0.8
     partner_share: float = 0.3
     avoid_antagonism: float = 0.95
+    antagonism_tolerance: float = 0.0
     avoid_rule: float = 0.97
     avoid_contra: float = 0.98
     hard_fraction: float = 0.03
@@ -85,6 +98,11 @@ class SynthTruth:
         bundles: ``[B]`` protocol bundles, each a tuple of drug names (disjoint).
         condition_bundles: condition -> ids into ``bundles`` it uses, first-line first.
         surgery_bundles: ids into ``bundles`` of surgical stays.
+        antagonism_avoidance: ``[R]`` float, the probability that the stay's doctor avoids an
+            antagonistic pair (``avoid_antagonism``, lowered by ``antagonism_tolerance`` for
+            patients outside the vulnerable groups).
+        antagonism: ``[P, 2]`` drug ids of the antagonistic pairs (unordered) the
+            generator avoids.
     """
 
     drug_names: tuple[str, ...]
@@ -101,3 +119,5 @@ class SynthTruth:
     bundles: tuple[tuple[str, ...], ...] = ()
     condition_bundles: dict[str, tuple[int, ...]] = field(default_factory=dict)
     surgery_bundles: tuple[int, ...] = ()
+    antagonism_avoidance: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+    antagonism: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dpr_dist.data.synth.knobs import SynthKnobs
+from dpr_dist.data.synth.knobs import VULNERABLE, SynthKnobs
 from dpr_dist.data.synth.plan import _Plan
 
 
@@ -57,11 +57,12 @@ def _fill(src: np.ndarray, need: np.ndarray, partner_share: np.ndarray, plan: _P
     src[r[keep], d[keep]] = code
 
 
-def _avoid(src: np.ndarray, member: np.ndarray, plan: _Plan, knobs: SynthKnobs, rng: np.random.Generator,
-           new: int | None = None) -> None:
+def _avoid(src: np.ndarray, member: np.ndarray, p_ant: np.ndarray, plan: _Plan, knobs: SynthKnobs,
+           rng: np.random.Generator, new: int | None = None) -> None:
     """Drop contraindicated drugs, condition-avoided pairs and antagonistic pairs.
 
-    ``member`` is ``[n, C]`` (all False on hard records). With ``new`` set, only conflicts
+    ``member`` is ``[n, C]`` (all False on hard records); ``p_ant`` ``[n]`` is each record's
+    probability of avoiding an antagonistic pair. With ``new`` set, only conflicts
     involving a drug of that source code are resolved (the refill round).
     """
     n = src.shape[0]
@@ -84,7 +85,7 @@ def _avoid(src: np.ndarray, member: np.ndarray, plan: _Plan, knobs: SynthKnobs, 
     pi, bi = np.nonzero(both)
     k, j = np.nonzero(np.unpackbits(both[pi, bi][:, None], axis=1))
     pi, ri = pi[k], bi[k] * 8 + j
-    act = rng.random(len(pi)) < knobs.avoid_antagonism
+    act = rng.random(len(pi)) < p_ant[ri]
     pi, ri = pi[act], ri[act]
     a, b = a[pi], b[pi]
     ca, cb = src[ri, a], src[ri, b]
@@ -92,8 +93,8 @@ def _avoid(src: np.ndarray, member: np.ndarray, plan: _Plan, knobs: SynthKnobs, 
     src[ri, np.where(drop_b, b, a)] = 255
 
 
-def _choose_bundles(conds: np.ndarray, surgery: np.ndarray, budget: np.ndarray, live: np.ndarray, plan: _Plan,
-                    knobs: SynthKnobs, rng: np.random.Generator) -> np.ndarray:
+def _choose_bundles(conds: np.ndarray, surgery: np.ndarray, budget: np.ndarray, live: np.ndarray,
+                    p_ant: np.ndarray, plan: _Plan, knobs: SynthKnobs, rng: np.random.Generator) -> np.ndarray:
     """Whole bundles for each record until the budget of drugs is spent.
 
     The candidates are the bundles of the record's conditions (the second condition's at
@@ -101,13 +102,14 @@ def _choose_bundles(conds: np.ndarray, surgery: np.ndarray, budget: np.ndarray, 
     order with probabilities proportional to their weights (Gumbel keys; the primary
     first-line bundle first with probability ``core_prob``, then a surgery bundle with
     ``surgery_drug_prob``); a bundle is taken while half of it still fits in the budget,
-    and skipped (``avoid_antagonism``) when it conflicts with one already taken.
+    and skipped (with probability ``p_ant``) when it conflicts with one already taken.
 
     Args:
         conds: ``[n, 2]`` condition ids, ``-1`` for none.
         surgery: ``[n]`` bool.
         budget: ``[n]`` drugs left for bundles.
         live: ``[n]`` bool, records that get bundles (not hard).
+        p_ant: ``[n]`` probability of avoiding an antagonistic pair (:func:`_antagonism_avoidance`).
 
     Returns:
         ``[n, NB]`` bool, the bundles taken.
@@ -140,14 +142,14 @@ def _choose_bundles(conds: np.ndarray, surgery: np.ndarray, budget: np.ndarray, 
         size = plan.bundle_size[b]
         ok = valid[:, j] & ~taken[rows, b] & (spent + size / 2 < budget)
         if has_conflict:
-            ok &= ~((taken & plan.conflict[b]).any(1) & (rng.random(n) < knobs.avoid_antagonism))
+            ok &= ~((taken & plan.conflict[b]).any(1) & (rng.random(n) < p_ant))
         taken[rows[ok], b[ok]] = True
         spent += size * ok
     return taken
 
 
-def _chunk_packages(conds: np.ndarray, surgery: np.ndarray, target: np.ndarray, hard: np.ndarray, plan: _Plan,
-                    knobs: SynthKnobs, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _chunk_packages(conds: np.ndarray, surgery: np.ndarray, target: np.ndarray, hard: np.ndarray, p_ant: np.ndarray,
+                    plan: _Plan, knobs: SynthKnobs, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Packages of ``n`` records as ``(record, drug)`` entries sorted by record.
 
     ``target`` ``[n]`` is the size each package is built towards: background drugs, then
@@ -166,7 +168,7 @@ def _chunk_packages(conds: np.ndarray, surgery: np.ndarray, target: np.ndarray, 
     bg = np.broadcast_to(plan.background, (n, len(plan.background)))
     _put(src, bg, (rng.random(bg.shape) < plan.bg_prob) & live[:, None], 2)
     budget = target * (1.0 - knobs.individual_share) - (src != 255).sum(1)
-    r, b = np.nonzero(_choose_bundles(conds, surgery, budget, live, plan, knobs, rng))
+    r, b = np.nonzero(_choose_bundles(conds, surgery, budget, live, p_ant, plan, knobs, rng))
     drugs = plan.bundles[b]
     code = np.broadcast_to(np.where(plan.surgical[b], 1, 0)[:, None], drugs.shape)
     keep = drugs >= 0
@@ -184,9 +186,9 @@ def _chunk_packages(conds: np.ndarray, surgery: np.ndarray, target: np.ndarray, 
     share = np.where(hard, 0.0, knobs.partner_share)
     _fill(src, np.maximum(0, target - (src != 255).sum(1)), share, plan, 4, rng)
     member = (conds[:, :, None] == np.arange(len(plan.conds))).any(1) & live[:, None]
-    _avoid(src, member, plan, knobs, rng)
+    _avoid(src, member, p_ant, plan, knobs, rng)
     _fill(src, np.maximum(0, target - (src != 255).sum(1)), share, plan, 5, rng)
-    _avoid(src, member, plan, knobs, rng, new=5)
+    _avoid(src, member, p_ant, plan, knobs, rng, new=5)
 
     # at least two distinct drugs: top up with background, then popular drugs
     present = src != 255
@@ -196,6 +198,19 @@ def _chunk_packages(conds: np.ndarray, surgery: np.ndarray, target: np.ndarray, 
         present[add, x] = True
         count += add
     return _entries(present)
+
+
+def _vulnerable(rec: dict[str, np.ndarray], plan: _Plan) -> np.ndarray:
+    """``[R]`` bool: the stay's patient is 65 or older or has a condition of :data:`VULNERABLE`."""
+    ids = [i for i, c in enumerate(plan.conds) if c.name in VULNERABLE]
+    return (rec["age"] >= 65) | np.isin(rec["conds"], ids).any(1)
+
+
+def _antagonism_avoidance(rec: dict[str, np.ndarray], plan: _Plan, knobs: SynthKnobs) -> np.ndarray:
+    """``[R]`` probability that the doctor avoids an antagonistic pair for each stay:
+    ``avoid_antagonism`` for the vulnerable, ``* (1 - antagonism_tolerance)`` for the rest."""
+    tolerant = knobs.avoid_antagonism * (1.0 - knobs.antagonism_tolerance)
+    return np.where(_vulnerable(rec, plan), knobs.avoid_antagonism, tolerant)
 
 
 def _targets(rec: dict[str, np.ndarray], hard: np.ndarray, plan: _Plan, knobs: SynthKnobs, mean_package: float,
@@ -217,8 +232,8 @@ def _targets(rec: dict[str, np.ndarray], hard: np.ndarray, plan: _Plan, knobs: S
     scale = 1.0
     for _ in range(3 if len(pilot) else 0):
         t = np.clip(np.rint(mean_package * scale * rel[pilot]), 1, D)
-        _, d = _chunk_packages(rec["conds"][pilot], rec["surgery"][pilot], t, np.zeros(len(pilot), bool), plan,
-                               knobs, np.random.default_rng(seed))
+        _, d = _chunk_packages(rec["conds"][pilot], rec["surgery"][pilot], t, np.zeros(len(pilot), bool),
+                               rec["p_ant"][pilot], plan, knobs, np.random.default_rng(seed))
         scale *= mean_package / max(len(d) / len(pilot), 1e-9)
     target = np.clip(np.rint(mean_package * scale * rel), 1, D)
     return np.where(hard, np.clip(rng.poisson(mean_package, len(hard)), 2, D), target).astype(np.int64)
@@ -228,6 +243,7 @@ def _packages(rec: dict[str, np.ndarray], plan: _Plan, knobs: SynthKnobs, mean_p
               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All packages, in chunks bounded in memory. Returns ``(offsets [R+1], drugs [N], hard [R])``."""
     n, D = len(rec["age"]), len(plan.names)
+    rec = {**rec, "p_ant": _antagonism_avoidance(rec, plan, knobs)}
     hard = rng.random(n) < knobs.hard_fraction
     target = _targets(rec, hard, plan, knobs, mean_package, rng)
     chunk = int(np.clip(2**25 // max(D, len(plan.ant), 1), 256, 16384))
@@ -235,7 +251,8 @@ def _packages(rec: dict[str, np.ndarray], plan: _Plan, knobs: SynthKnobs, mean_p
     for k, s in enumerate(range(0, n, chunk)):
         e = min(n, s + chunk)
         sub = np.random.default_rng([int(rng.integers(2**63)), k])
-        r, d = _chunk_packages(rec["conds"][s:e], rec["surgery"][s:e], target[s:e], hard[s:e], plan, knobs, sub)
+        r, d = _chunk_packages(rec["conds"][s:e], rec["surgery"][s:e], target[s:e], hard[s:e], rec["p_ant"][s:e],
+                               plan, knobs, sub)
         rs.append(r + s)
         ds.append(d)
     r, d = np.concatenate(rs), np.concatenate(ds)
