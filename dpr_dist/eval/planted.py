@@ -67,7 +67,7 @@ def record_index(record_id: str, num_records: int) -> int:
 
 
 class _Planted:
-    """The truth's rules and contraindications as drug-id arrays, per condition."""
+    """The truth's rules, contraindications and antagonistic partners as drug ids."""
 
     def __init__(self, truth: SynthTruth) -> None:
         self.ids = {n.lower(): i for i, n in enumerate(truth.drug_names)}
@@ -108,7 +108,8 @@ class _Planted:
 
 
 def planted_audit(truth: SynthTruth, record_ids: Sequence[str], picks: Sequence[Sequence[str]]) -> dict:
-    """Check recommended packages against the generator's rules and contraindications.
+    """Check recommended packages against the generator's rules, contraindications and
+    antagonistic pairs.
 
     Args:
         truth: What the generator planted, from the same
