@@ -38,7 +38,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     mean_package = args.mean_package if args.mean_package is not None else cfg.synth.mean_package
     emr, ddi = synth.generate(records, drugs, seed=cfg.seed, conditions=cfg.synth.conditions,
                               notes=cfg.synth.notes, mean_package=mean_package,
-                              knobs=synth.SynthKnobs(antagonism_tolerance=cfg.synth.antagonism_tolerance))
+                              knobs=cfg.synth.knobs())
     _print(synth.write(emr, ddi, args.out))
     return 0
 
@@ -160,7 +160,7 @@ def cmd_planted(args: argparse.Namespace) -> int:
     truth = regenerate_truth(args.emr, args.drugs if args.drugs is not None else cfg.synth.drugs, cfg.seed,
                              cfg.synth.conditions,
                              args.mean_package if args.mean_package is not None else cfg.synth.mean_package,
-                             notes=cfg.synth.notes, antagonism_tolerance=cfg.synth.antagonism_tolerance)
+                             notes=cfg.synth.notes, knobs=cfg.synth.knobs())
     rows = {f: audit_predictions(truth, io.read_table(f)) for f in args.predictions}
     print(audit_table(rows))
     if args.out:

@@ -54,9 +54,11 @@ class DataConfig:
 class SynthConfig:
     """Synthetic EMR generator (``dpr synth``), the embedded default data.
 
-    ``antagonism_tolerance`` is :class:`~dpr_dist.data.synth.knobs.SynthKnobs`'s knob of the
-    same name (0: every patient avoids antagonistic pairs alike; 1: only the vulnerable
-    ones do; docs/synthetic-data.md).
+    ``second_condition``, ``antagonism_tolerance``, ``bundle_clash`` and ``second_core_prob``
+    are :class:`~dpr_dist.data.synth.knobs.SynthKnobs`'s knobs of the same names (how many
+    patients have two conditions, which patients' doctors avoid antagonistic pairs, and
+    whether the two conditions' first-line bundles clash; docs/synthetic-data.md); the
+    other knobs keep their defaults.
     """
 
     records: int = 3000
@@ -64,7 +66,17 @@ class SynthConfig:
     conditions: int = 12
     notes: bool = True
     mean_package: float = 18.0
+    second_condition: float = 0.4
     antagonism_tolerance: float = 0.0
+    bundle_clash: float = 0.0
+    second_core_prob: float = 0.0
+
+    def knobs(self):
+        """The generator's :class:`~dpr_dist.data.synth.knobs.SynthKnobs` for this config."""
+        from dpr_dist.data.synth.knobs import SynthKnobs
+
+        return SynthKnobs(second_condition=self.second_condition, antagonism_tolerance=self.antagonism_tolerance,
+                          bundle_clash=self.bundle_clash, second_core_prob=self.second_core_prob)
 
 
 @dataclass(frozen=True)

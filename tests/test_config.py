@@ -23,3 +23,14 @@ def test_unknown_keys_and_bad_values_name_the_key(tmp_path):
     p.write_text("modle: {}\n")
     with pytest.raises(ValueError, match="modle"):
         load_config(p)
+
+
+def test_synth_section_builds_the_generator_knobs():
+    from dpr_dist.data.synth import SynthKnobs
+
+    assert load_config(None).synth.knobs() == SynthKnobs()
+    cfg = load_config(None, ["synth.bundle_clash=0.8", "synth.second_core_prob=0.9", "synth.second_condition=0.6",
+                             "synth.antagonism_tolerance=1"])
+    k = cfg.synth.knobs()
+    assert (k.bundle_clash, k.second_core_prob, k.second_condition, k.antagonism_tolerance) == (0.8, 0.9, 0.6, 1.0)
+    assert k.core_prob == SynthKnobs().core_prob  # the others keep their defaults

@@ -43,7 +43,7 @@ from typing import Sequence
 import numpy as np
 import pyarrow as pa
 
-from dpr_dist.data.synth.knobs import SynthTruth
+from dpr_dist.data.synth.knobs import SynthKnobs, SynthTruth
 from dpr_dist.eval.metrics import package_prf
 
 
@@ -181,7 +181,7 @@ def audit_predictions(truth: SynthTruth, predictions: pa.Table) -> dict[str, dic
 
 
 def regenerate_truth(emr: str, drugs: int, seed: int, conditions: int, mean_package: float,
-                     notes: bool = True, antagonism_tolerance: float = 0.0) -> SynthTruth:
+                     notes: bool = True, knobs: SynthKnobs | None = None) -> SynthTruth:
     """Re-run the generator for the synthetic EMR at ``emr`` and return its truth.
 
     The generator is deterministic, so the truth is regenerated rather than stored; the
@@ -197,15 +197,14 @@ def regenerate_truth(emr: str, drugs: int, seed: int, conditions: int, mean_pack
     disk = io.read_table(emr).select(["record_id", "drugs"])
     gen, _, truth = synth.generate_with_truth(
         disk.num_rows, drugs, seed=seed, conditions=conditions, notes=notes, mean_package=mean_package,
-        knobs=synth.SynthKnobs(antagonism_tolerance=antagonism_tolerance))
+        knobs=knobs)
     gen = gen.select(["record_id", "drugs"])
     if not gen.equals(disk):
         a, b = gen.to_pylist(), disk.to_pylist()
         first = next((x["record_id"] for x, y in zip(a, b) if x != y), b[0]["record_id"] if b else None)
         raise ValueError(f"the EMR at {emr} is not what dpr synth writes with seed {seed}, {drugs} drugs, "
-                         f"{conditions} conditions, mean package {mean_package:g} and antagonism tolerance "
-                         f"{antagonism_tolerance:g} (record {first} differs); "
-                         "pass the config and --mean-package the data was generated with")
+                         f"{conditions} conditions, mean package {mean_package:g} and {knobs or SynthKnobs()} "
+                         f"(record {first} differs); pass the config and --mean-package the data was generated with")
     return truth
 
 

@@ -40,7 +40,7 @@ def ensure_data(cfg: Config) -> dict:
         emr, ddi = synth.generate(cfg.synth.records, cfg.synth.drugs, seed=cfg.seed,
                                   conditions=cfg.synth.conditions, notes=cfg.synth.notes,
                                   mean_package=cfg.synth.mean_package,
-                                  knobs=synth.SynthKnobs(antagonism_tolerance=cfg.synth.antagonism_tolerance))
+                                  knobs=cfg.synth.knobs())
         synth.write(emr, ddi, out)
         log.info("generated %d synthetic records -> %s", cfg.synth.records, out)
     from dpr_dist.data.prepare import prepare

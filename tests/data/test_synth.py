@@ -358,3 +358,38 @@ def test_write_local_parts_and_summary(tmp_path):
     assert sorted(p.name for p in (out / "emr").iterdir()) == ["part-00000.parquet"]
     with pytest.raises(ValueError, match="emr"):
         synth.write(emr.drop_columns(["note"]), ddi, str(out))
+
+
+def _holds_regimen(truth, r: int, condition: str) -> bool:
+    """The package of record ``r`` holds the condition's first-line bundle (one drug may be missing)."""
+    ids = {n: i for i, n in enumerate(truth.drug_names)}
+    regimen = {ids[n] for n in truth.regimens[condition]}
+    package = set(truth.package_drugs[truth.package_offsets[r]:truth.package_offsets[r + 1]].tolist())
+    return len(regimen & package) >= len(regimen) - 1
+
+
+def test_bundle_clash_switches_whole_bundles_by_patient(data):
+    assert data["truth"].clashes == ()  # the default plants none
+    knobs = synth.SynthKnobs(antagonism_tolerance=1.0, bundle_clash=1.0, second_core_prob=1.0, second_condition=0.6)
+    _, _, truth = synth.generate_with_truth(records=3000, drugs=300, seed=0, mean_package=10, knobs=knobs)
+    assert len(truth.clashes) >= 10
+    ids = {n: i for i, n in enumerate(truth.drug_names)}
+    ant = {tuple(sorted(p)) for p in truth.antagonism.tolist()}
+    for c1, c2, a, b in truth.clashes:  # one drug of each first-line bundle, labelled antagonistic
+        assert a in truth.regimens[c1] + truth.regimens[c2] and b in truth.regimens[c1] + truth.regimens[c2]
+        assert {a, b} - set(truth.regimens[c1]) and {a, b} - set(truth.regimens[c2])
+        assert tuple(sorted((ids[a], ids[b]))) in ant
+    clash = {(c1, c2) for c1, c2, _, _ in truth.clashes} | {(c2, c1) for c1, c2, _, _ in truth.clashes}
+    names = truth.conditions
+    rc = truth.record_conditions
+    hit = np.array([c2 >= 0 and (names[c1], names[c2]) in clash for c1, c2 in rc.tolist()]) & ~truth.hard
+    vulnerable = truth.antagonism_avoidance > 0.5
+    both = np.array([_holds_regimen(truth, r, names[rc[r, 0]]) and _holds_regimen(truth, r, names[rc[r, 1]])
+                     if hit[r] else False for r in range(len(rc))])
+    assert hit[vulnerable].sum() > 100 and hit[~vulnerable].sum() > 100
+    # tolerant doctors give both first-line bundles; for the vulnerable the second one is replaced
+    tolerant, careful = both[hit & ~vulnerable].mean(), both[hit & vulnerable].mean()
+    assert tolerant > 0.2 and careful < 0.25 * tolerant, (tolerant, careful)
+    for name in ("bundle_clash", "second_core_prob"):
+        with pytest.raises(ValueError, match=name):
+            synth.generate(10, 20, knobs=synth.SynthKnobs(**{name: -0.1}))

@@ -31,8 +31,10 @@ def generate_with_truth(records: int, drugs: int, seed: int = 0, conditions: int
     if not np.isfinite(mean_package) or mean_package < 2:
         raise ValueError(f"synth: mean_package must be a number >= 2, got {mean_package!r}")
     knobs = knobs or SynthKnobs()
-    if not 0.0 <= knobs.antagonism_tolerance <= 1.0:
-        raise ValueError(f"synth: antagonism_tolerance must be in [0, 1], got {knobs.antagonism_tolerance!r}")
+    for name in ("antagonism_tolerance", "bundle_clash", "second_core_prob"):
+        val = getattr(knobs, name)
+        if not 0.0 <= val <= 1.0:
+            raise ValueError(f"synth: {name} must be in [0, 1], got {val!r}")
     mean_eff = float(min(mean_package, max(2.0, 0.4 * drugs)))
     if mean_eff < mean_package:
         log.info("mean_package %.1f lowered to %.1f for %d drugs", mean_package, mean_eff, drugs)
@@ -74,6 +76,7 @@ def generate_with_truth(records: int, drugs: int, seed: int = 0, conditions: int
         condition_bundles={cn[c]: tuple(int(b) for b in row if b >= 0) for c, row in enumerate(plan.cond_bundles)},
         surgery_bundles=tuple(int(b) for b in np.flatnonzero(plan.surgical)),
         antagonism_avoidance=_antagonism_avoidance(rec, plan, knobs), antagonism=plan.ant.astype(np.int64),
+        clashes=tuple((cn[c1], cn[c2], plan.names[a], plan.names[b]) for c1, c2, a, b in plan.clashes.tolist()),
     )
     log.info("%d records, %d drugs, %d interaction rows in %.1fs", n, drugs, ddi.num_rows,
              time.perf_counter() - t0)

@@ -38,6 +38,15 @@ class SynthKnobs:
             ``avoid_antagonism``. 0 (the default) treats every patient alike; higher values
             make antagonism edges common in packages, as on real data, and their avoidance
             depend on the patient.
+        bundle_clash: Probability that the first-line bundles of two conditions that can
+            co-occur hold an antagonistic pair (one aligned drug of each). 0 (the default)
+            plants none beyond the random antagonistic pairs; with ``antagonism_tolerance``
+            and ``second_core_prob`` it makes whole bundles depend on the patient: a doctor who
+            avoids antagonism gives a patient with both conditions another bundle instead of
+            the second first-line one.
+        second_core_prob: Probability that a patient with a second condition gets that
+            condition's first-line bundle right after the primary one (before surgery
+            bundles). 0 (the default) leaves it to the weighted random order of the others.
         avoid_rule: Probability that a condition-avoided synergistic pair is broken.
         avoid_contra: Probability that a contraindicated drug is dropped.
         hard_fraction: Share of records with a random package.
@@ -63,6 +72,8 @@ class SynthKnobs:
     partner_share: float = 0.3
     avoid_antagonism: float = 0.95
     antagonism_tolerance: float = 0.0
+    bundle_clash: float = 0.0
+    second_core_prob: float = 0.0
     avoid_rule: float = 0.97
     avoid_contra: float = 0.98
     hard_fraction: float = 0.03
@@ -103,6 +114,8 @@ class SynthTruth:
             patients outside the vulnerable groups).
         antagonism: ``[P, 2]`` drug ids of the antagonistic pairs (unordered) the
             generator avoids.
+        clashes: ``(condition, condition, drug, drug)``: the antagonistic pairs planted
+            between two conditions' first-line bundles (``bundle_clash``).
     """
 
     drug_names: tuple[str, ...]
@@ -121,3 +134,4 @@ class SynthTruth:
     surgery_bundles: tuple[int, ...] = ()
     antagonism_avoidance: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
     antagonism: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))
+    clashes: tuple[tuple[str, str, str, str], ...] = ()

@@ -100,7 +100,8 @@ def _choose_bundles(conds: np.ndarray, surgery: np.ndarray, budget: np.ndarray, 
     The candidates are the bundles of the record's conditions (the second condition's at
     0.7 weight) and, on surgical stays, the surgery bundles. They are taken in a random
     order with probabilities proportional to their weights (Gumbel keys; the primary
-    first-line bundle first with probability ``core_prob``, then a surgery bundle with
+    first-line bundle first with probability ``core_prob``, then the second condition's
+    first-line bundle with ``second_core_prob``, then a surgery bundle with
     ``surgery_drug_prob``); a bundle is taken while half of it still fits in the budget,
     and skipped (with probability ``p_ant``) when it conflicts with one already taken.
 
@@ -127,6 +128,9 @@ def _choose_bundles(conds: np.ndarray, surgery: np.ndarray, budget: np.ndarray, 
     with np.errstate(divide="ignore"):
         key = np.log(weight) + rng.gumbel(size=cand.shape)
     key[:, 0] = np.where(rng.random(n) < knobs.core_prob, 1e9, key[:, 0])
+    if knobs.second_core_prob > 0:  # guarded: the default draws no extra random numbers
+        j = plan.cond_bundles.shape[1]
+        key[:, j] = np.where(has2[:, 0] & (rng.random(n) < knobs.second_core_prob), 5e8, key[:, j])
     if len(surg_ids):
         j = plan.cond_bundles.shape[1] * 2 + rng.integers(0, len(surg_ids), n)
         key[rows, j] = np.where(rng.random(n) < knobs.surgery_drug_prob, 1e8, key[rows, j])

@@ -39,6 +39,7 @@ class _Plan:
     rules: np.ndarray  # [Q, 3] (condition, a, b): drop b
     ddi: np.ndarray  # [E, 3] (a, b, label) directed rows
     ant: np.ndarray  # [P, 2] unordered antagonistic pairs
+    clashes: np.ndarray  # [K, 4] (condition, condition, a, b): antagonism between first-line bundles
     syn_ptr: np.ndarray  # CSR of synergy partners outside the bundles (undirected)
     syn_idx: np.ndarray
     compat: np.ndarray  # [C, C] bool, may co-occur in one patient
@@ -104,6 +105,35 @@ def _sample_pairs(pool: np.ndarray, n: int, taken: set, rng: np.random.Generator
                 if len(out) == n:
                     break
     return np.array(out, np.int64).reshape(-1, 2)
+
+
+def _clash_pairs(bundles: np.ndarray, aligned: np.ndarray, first: np.ndarray, compat: np.ndarray, taken: set,
+                 p: float, rng: np.random.Generator) -> np.ndarray:
+    """Antagonistic pairs between first-line bundles (``SynthKnobs.bundle_clash``).
+
+    Each pair of conditions that may co-occur (``compat``) and have distinct first-line
+    bundles clashes with probability ``p``: one aligned drug of each bundle, drawn at random,
+    form an antagonistic pair, unless that pair is in ``taken`` (updated with the new ones).
+
+    Returns:
+        ``[K, 4]`` rows ``(c1, c2, a, b)`` with ``c1 < c2`` and ``a < b``.
+    """
+    out = []
+    c1s, c2s = np.nonzero(np.triu(compat, 1))
+    draw = rng.random(len(c1s)) < p
+    for c1, c2 in zip(c1s[draw].tolist(), c2s[draw].tolist()):
+        if first[c1] == first[c2]:
+            continue
+        ma, mb = (bundles[first[c]][bundles[first[c]] >= 0] for c in (c1, c2))
+        ma, mb = ma[aligned[ma]], mb[aligned[mb]]
+        if not len(ma) or not len(mb):
+            continue
+        a, b = int(rng.choice(ma)), int(rng.choice(mb))
+        lo, hi = min(a, b), max(a, b)
+        if (lo, hi) not in taken:
+            taken.add((lo, hi))
+            out.append((c1, c2, lo, hi))
+    return np.array(out, np.int64).reshape(-1, 4)
 
 
 @dataclass(eq=False)
@@ -252,10 +282,14 @@ def _make_plan(drugs: int, n_cond: int, mean_package: float, knobs: SynthKnobs,
     # the bundles of one condition are designed to be combinable: no antagonism among them
     listed = [bundles[row[row >= 0]].ravel() for row in cond_bundles]
     combinable = taken | {(int(a), int(b)) for a, b in _pairs_within([*listed, bundles[surgical].ravel()])}
+    clashes = np.zeros((0, 4), np.int64)
+    if knobs.bundle_clash > 0:  # guarded: the default draws no extra random numbers
+        clashes = _clash_pairs(bundles, aligned, first, compat, combinable, knobs.bundle_clash, rng)
+        want["antagonism"] = max(0, want["antagonism"] - len(clashes))
     hot = np.union1d(bundles[(bundles >= 0) & aligned[bundles.clip(0)]], np.intersect1d(top, al))
     n_hot = int(min(0.3 * want["antagonism"], 0.03 * len(hot) * (len(hot) - 1) / 2))
     ant = _sample_pairs(hot, n_hot, combinable, rng)
-    ant = np.concatenate([ant, _sample_pairs(al, want["antagonism"] - len(ant), combinable, rng)])
+    ant = np.concatenate([clashes[:, 2:], ant, _sample_pairs(al, want["antagonism"] - len(ant), combinable, rng)])
     taken |= {(int(a), int(b)) for a, b in ant}
     syn = np.concatenate([syn_forced, _sample_pairs(al, want["synergism"] - len(syn_forced), taken, rng)])
     none = _sample_pairs(al, want["none"], taken, rng)
@@ -289,5 +323,5 @@ def _make_plan(drugs: int, n_cond: int, mean_package: float, knobs: SynthKnobs,
     in_ddi = np.zeros(D, bool)
     in_ddi[ddi[:, :2].ravel()] = True
     return _Plan(conds, _names(stems, rng), in_ddi, background, bg_prob, pop, bundles, bun.size, surgical, first,
-                 cond_bundles, bun.weight, conflict, exts, contra, rules_arr, ddi, ant, syn_ptr, und[order, 1],
-                 compat)
+                 cond_bundles, bun.weight, conflict, exts, contra, rules_arr, ddi, ant, clashes, syn_ptr,
+                 und[order, 1], compat)
