@@ -360,12 +360,17 @@ def test_write_local_parts_and_summary(tmp_path):
         synth.write(emr.drop_columns(["note"]), ddi, str(out))
 
 
+def _holds_bundle(truth, r: int, bundle) -> bool:
+    """The package of record ``r`` holds the bundle's drugs (one may be missing)."""
+    ids = {n: i for i, n in enumerate(truth.drug_names)}
+    drugs = {ids[n] for n in bundle}
+    package = set(truth.package_drugs[truth.package_offsets[r]:truth.package_offsets[r + 1]].tolist())
+    return len(drugs & package) >= len(drugs) - 1
+
+
 def _holds_regimen(truth, r: int, condition: str) -> bool:
     """The package of record ``r`` holds the condition's first-line bundle (one drug may be missing)."""
-    ids = {n: i for i, n in enumerate(truth.drug_names)}
-    regimen = {ids[n] for n in truth.regimens[condition]}
-    package = set(truth.package_drugs[truth.package_offsets[r]:truth.package_offsets[r + 1]].tolist())
-    return len(regimen & package) >= len(regimen) - 1
+    return _holds_bundle(truth, r, truth.regimens[condition])
 
 
 def test_bundle_clash_switches_whole_bundles_by_patient(data):
@@ -387,9 +392,13 @@ def test_bundle_clash_switches_whole_bundles_by_patient(data):
     both = np.array([_holds_regimen(truth, r, names[rc[r, 0]]) and _holds_regimen(truth, r, names[rc[r, 1]])
                      if hit[r] else False for r in range(len(rc))])
     assert hit[vulnerable].sum() > 100 and hit[~vulnerable].sum() > 100
-    # tolerant doctors give both first-line bundles; for the vulnerable the second one is replaced
+    # tolerant doctors give both first-line bundles; for the vulnerable the second one is replaced ...
     tolerant, careful = both[hit & ~vulnerable].mean(), both[hit & vulnerable].mean()
     assert tolerant > 0.2 and careful < 0.25 * tolerant, (tolerant, careful)
+    # ... by the second condition's second-line bundle
+    second = np.array([_holds_bundle(truth, r, truth.bundles[truth.condition_bundles[names[rc[r, 1]]][1]])
+                       if hit[r] else False for r in range(len(rc))])
+    assert second[hit & vulnerable].mean() > 1.3 * second[hit & ~vulnerable].mean()
     for name in ("bundle_clash", "second_core_prob"):
         with pytest.raises(ValueError, match=name):
             synth.generate(10, 20, knobs=synth.SynthKnobs(**{name: -0.1}))

@@ -45,8 +45,10 @@ class SynthKnobs:
             avoids antagonism gives a patient with both conditions another bundle instead of
             the second first-line one.
         second_core_prob: Probability that a patient with a second condition gets that
-            condition's first-line bundle right after the primary one (before surgery
-            bundles). 0 (the default) leaves it to the weighted random order of the others.
+            condition's first-line bundle right after the primary one, then its second-line
+            bundle (the first shared one), before surgery bundles: the second-line bundle is
+            what a doctor who skips a clashing first-line bundle gives instead. 0 (the
+            default) leaves both to the weighted random order of the others.
         avoid_rule: Probability that a condition-avoided synergistic pair is broken.
         avoid_contra: Probability that a contraindicated drug is dropped.
         hard_fraction: Share of records with a random package.

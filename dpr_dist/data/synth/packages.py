@@ -101,7 +101,7 @@ def _choose_bundles(conds: np.ndarray, surgery: np.ndarray, budget: np.ndarray, 
     0.7 weight) and, on surgical stays, the surgery bundles. They are taken in a random
     order with probabilities proportional to their weights (Gumbel keys; the primary
     first-line bundle first with probability ``core_prob``, then the second condition's
-    first-line bundle with ``second_core_prob``, then a surgery bundle with
+    first-line and second-line bundles with ``second_core_prob``, then a surgery bundle with
     ``surgery_drug_prob``); a bundle is taken while half of it still fits in the budget,
     and skipped (with probability ``p_ant``) when it conflicts with one already taken.
 
@@ -129,8 +129,10 @@ def _choose_bundles(conds: np.ndarray, surgery: np.ndarray, budget: np.ndarray, 
         key = np.log(weight) + rng.gumbel(size=cand.shape)
     key[:, 0] = np.where(rng.random(n) < knobs.core_prob, 1e9, key[:, 0])
     if knobs.second_core_prob > 0:  # guarded: the default draws no extra random numbers
-        j = plan.cond_bundles.shape[1]
-        key[:, j] = np.where(has2[:, 0] & (rng.random(n) < knobs.second_core_prob), 5e8, key[:, j])
+        j = plan.cond_bundles.shape[1]  # the second condition's first-line bundle, then its second-line one
+        core2 = has2[:, 0] & (rng.random(n) < knobs.second_core_prob)
+        key[:, j] = np.where(core2, 5e8, key[:, j])
+        key[:, j + 1] = np.where(core2, 4e8, key[:, j + 1])
     if len(surg_ids):
         j = plan.cond_bundles.shape[1] * 2 + rng.integers(0, len(surg_ids), n)
         key[rows, j] = np.where(rng.random(n) < knobs.surgery_drug_prob, 1e8, key[rows, j])
