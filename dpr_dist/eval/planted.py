@@ -76,6 +76,10 @@ class _Planted:
         self.contra = {cond[c]: {self.ids[d.lower()] for d in ds} for c, ds in truth.contraindications.items()}
         self.conditions = truth.record_conditions
         self.avoiders = np.asarray(truth.antagonism_avoidance) > 0.5
+        self.clash = {}  # (condition, condition) -> the antagonistic pair between their first-line bundles
+        for c1, c2, a, b in truth.clashes:
+            pair = (self.ids[a.lower()], self.ids[b.lower()])
+            self.clash[(cond[c1], cond[c2])] = self.clash[(cond[c2], cond[c1])] = pair
         self.partners: dict[int, set[int]] = {}
         for a, b in np.asarray(truth.antagonism).reshape(-1, 2).tolist():
             self.partners.setdefault(a, set()).add(b)
@@ -90,6 +94,11 @@ class _Planted:
                                  "of the generated catalog")
             out.add(self.ids[bare])
         return out
+
+    def clash_pair(self, row: int) -> tuple[int, int] | None:
+        """The clashing pair of record ``row``'s two conditions (``bundle_clash``), if any."""
+        c1, c2 = (int(c) for c in self.conditions[row][:2])
+        return self.clash.get((c1, c2)) if c2 >= 0 else None
 
     def avoided(self, row: int, drugs: set[int], true: set[int]) -> tuple[set[int], bool, bool, bool]:
         """``(drugs to remove, a rule is broken, a contraindicated drug is held, the
@@ -123,7 +132,11 @@ def planted_audit(truth: SynthTruth, record_ids: Sequence[str], picks: Sequence[
         patient's doctor would avoid (``antagonism``); the same shares of the true packages
         (``true_...``); the mean ``f1`` of the picks, the
         mean ``f1_repaired`` with every avoided drug removed, and ``f1_gain_bound``, their
-        difference.
+        difference. On data with ``bundle_clash``, ``clash_careful`` and ``clash_tolerant``
+        hold, for the records whose two conditions' first-line bundles clash and whose
+        doctor avoids antagonism (careful) or not (tolerant), their number ``n`` and the
+        shares of picks (``pick``) and of true packages (``true``) that hold the clashing
+        pair: a model that learned the interaction per patient follows the truth in both.
 
     Raises:
         ValueError: on different lengths, an unknown record id or an unknown drug (naming
@@ -136,12 +149,17 @@ def planted_audit(truth: SynthTruth, record_ids: Sequence[str], picks: Sequence[
     off, dids = truth.package_offsets, truth.package_drugs
     pred, repaired, true = [], [], []
     flags = np.zeros((len(picks), 6), bool)
+    clash_rows: dict[str, list[tuple[bool, bool]]] = {"careful": [], "tolerant": []}
     for k, (rid, names) in enumerate(zip(record_ids, picks)):
         row = record_index(rid, num_records)
         got = planted.drug_ids(rid, names)
         t = set(dids[off[row]:off[row + 1]].tolist())
         drop, flags[k, 0], flags[k, 1], flags[k, 4] = planted.avoided(row, got, t)
         _, flags[k, 2], flags[k, 3], flags[k, 5] = planted.avoided(row, t, t)
+        pair = planted.clash_pair(row)
+        if pair is not None:
+            group = "careful" if len(planted.avoiders) and planted.avoiders[row] else "tolerant"
+            clash_rows[group].append((set(pair) <= got, set(pair) <= t))
         pred.append(np.array(sorted(got), np.int64))
         repaired.append(np.array(sorted(got - drop), np.int64))
         true.append(np.array(sorted(t), np.int64))
@@ -149,6 +167,7 @@ def planted_audit(truth: SynthTruth, record_ids: Sequence[str], picks: Sequence[
     f1 = float(package_prf(pred, true)["f1"].mean()) if n else 0.0
     f1_fixed = float(package_prf(repaired, true)["f1"].mean()) if n else 0.0
     share = flags.mean(axis=0) if n else np.zeros(6)
+    clash = {g: np.array(v, bool).reshape(-1, 2) for g, v in clash_rows.items()}
     return {
         "n": n,
         "rule_violating": float(share[0]),
@@ -160,6 +179,8 @@ def planted_audit(truth: SynthTruth, record_ids: Sequence[str], picks: Sequence[
         "f1": f1,
         "f1_repaired": f1_fixed,
         "f1_gain_bound": f1_fixed - f1,
+        **{f"clash_{g}": {"n": len(v), "pick": float(v[:, 0].mean()) if len(v) else 0.0,
+                          "true": float(v[:, 1].mean()) if len(v) else 0.0} for g, v in clash.items()},
     }
 
 
@@ -220,4 +241,14 @@ def audit_table(rows: dict[str, dict[str, dict]]) -> str:
                          f"| {a['antagonism']:.4f} | {a['true_rule_violating']:.4f} / "
                          f"{a['true_contraindicated']:.4f} / {a['true_antagonism']:.4f} | {a['f1']:.4f} "
                          f"| {a['f1_repaired']:.4f} | {a['f1_gain_bound']:+.4f} |")
+    clashed = [(label, m, a) for label, per_model in rows.items() for m, a in per_model.items()
+               if a.get("clash_careful", {}).get("n") or a.get("clash_tolerant", {}).get("n")]
+    if clashed:  # data with bundle_clash: does the pick follow the patient's doctor?
+        lines += ["", "| predictions | model | clash records, careful / tolerant "
+                  "| picks holding the clashing pair: careful / tolerant | true packages: careful / tolerant |",
+                  "|" + "---|" * 5]
+        for label, m, a in clashed:
+            c, t = a["clash_careful"], a["clash_tolerant"]
+            lines.append(f"| {label} | {m} | {c['n']} / {t['n']} | {c['pick']:.4f} / {t['pick']:.4f} "
+                         f"| {c['true']:.4f} / {t['true']:.4f} |")
     return "\n".join(lines)

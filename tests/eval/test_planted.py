@@ -91,6 +91,27 @@ def test_an_avoided_antagonistic_pair_counts_only_for_patients_whose_doctors_avo
         assert audit["f1_repaired"] == pytest.approx(1.0 if flag else audit["f1"])
 
 
+def test_clash_records_are_split_by_whether_the_doctor_avoids_the_pair():
+    knobs = synth.SynthKnobs(antagonism_tolerance=1.0, bundle_clash=1.0, second_core_prob=1.0, second_condition=0.6)
+    _, _, truth = synth.generate_with_truth(**ARGS, knobs=knobs)
+    cond = {c: i for i, c in enumerate(truth.conditions)}
+    pairs = {frozenset((cond[c1], cond[c2])): (a, b) for c1, c2, a, b in truth.clashes}
+    careful = truth.antagonism_avoidance > 0.5
+    rows = [r for r in range(len(truth.hard)) if frozenset(truth.record_conditions[r].tolist()) in pairs]
+    assert any(careful[rows]) and not all(careful[rows])
+    picks = [_true_names(truth, r) + list(pairs[frozenset(truth.record_conditions[r].tolist())]) for r in rows]
+    audit = planted_audit(truth, [f"R{r:06d}" for r in rows], picks)
+    c, t = audit["clash_careful"], audit["clash_tolerant"]
+    assert (c["n"], t["n"]) == (careful[rows].sum(), (~careful[rows]).sum())
+    assert c["pick"] == t["pick"] == 1.0  # every pick holds the clashing pair
+    assert c["true"] < 0.3 * t["true"]  # the careful doctors avoid it, the tolerant ones often do not
+    assert audit["antagonism"] == pytest.approx(c["n"] / len(rows))  # only the careful patients' picks count
+    # the default data plants no clashes, so it has no clash records
+    _, _, plain = synth.generate_with_truth(**ARGS)
+    none = planted_audit(plain, [f"R{r:06d}" for r in rows], [_true_names(plain, r) for r in rows])
+    assert none["clash_careful"]["n"] == none["clash_tolerant"]["n"] == 0
+
+
 def test_errors_name_the_record_and_the_field(generated):
     _, truth = generated
     with pytest.raises(ValueError, match=r"record 'R999999': record_id"):
