@@ -402,3 +402,10 @@ def test_bundle_clash_switches_whole_bundles_by_patient(data):
     for name in ("bundle_clash", "second_core_prob"):
         with pytest.raises(ValueError, match=name):
             synth.generate(10, 20, knobs=synth.SynthKnobs(**{name: -0.1}))
+
+
+def test_clash_knobs_work_on_catalogs_too_small_for_second_line_bundles():
+    knobs = synth.SynthKnobs(antagonism_tolerance=1.0, bundle_clash=1.0, second_core_prob=1.0, second_condition=0.9)
+    for drugs in (8, 12):  # one bundle per condition: no second-line bundle to bring
+        emr, _ = synth.generate(200, drugs, seed=1, conditions=16, mean_package=4, knobs=knobs)
+        assert emr.num_rows == 200 and min(pc.list_value_length(emr["drugs"]).to_pylist()) >= 2

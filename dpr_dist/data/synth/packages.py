@@ -132,7 +132,8 @@ def _choose_bundles(conds: np.ndarray, surgery: np.ndarray, budget: np.ndarray, 
         j = plan.cond_bundles.shape[1]  # the second condition's first-line bundle, then its second-line one
         core2 = has2[:, 0] & (rng.random(n) < knobs.second_core_prob)
         key[:, j] = np.where(core2, 5e8, key[:, j])
-        key[:, j + 1] = np.where(core2, 4e8, key[:, j + 1])
+        if j > 1:  # conditions with shared bundles: the second-line one exists
+            key[:, j + 1] = np.where(core2, 4e8, key[:, j + 1])
     if len(surg_ids):
         j = plan.cond_bundles.shape[1] * 2 + rng.integers(0, len(surg_ids), n)
         key[rows, j] = np.where(rng.random(n) < knobs.surgery_drug_prob, 1e8, key[rows, j])
