@@ -96,9 +96,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     prepared = args.prepared or bundle.cfg.data.prepared
     records = read_records(prepared, args.split)
     models = args.models.split(",") if args.models else [bundle.model_name]
-    metrics, predictions = evaluate_models(bundle, records, models)
+    if args.mbr is not None and bundle.model is None:
+        raise SystemExit(f"dpr evaluate: --mbr needs a package model; {bundle.model_name} picks no package")
+    metrics, predictions = evaluate_models(bundle, records, models, mbr_temperature=args.mbr)
     if args.generate:
-        predictions = pa.concat_tables([predictions, _generated_picks(bundle, records, metrics)])
+        predictions = pa.concat_tables([predictions, *_generated_picks(bundle, records, metrics, args.mbr)])
     print(f"{args.split} metrics ({records.num_rows} records)\n{format_table(metrics)}")
     if args.generate:
         g = metrics[f"{bundle.model_name}+S"]
@@ -111,9 +113,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _generated_picks(bundle, records, metrics: dict[str, dict]):
+def _generated_picks(bundle, records, metrics: dict[str, dict], mbr: float | None) -> list:
     """``dpr evaluate --generate``: the model picking from the generated set ``S`` too, as
-    the row ``<model>+S`` of ``metrics`` (its oracle ceiling is ``S``'s); returns its predictions."""
+    the row ``<model>+S`` of ``metrics`` (its oracle ceiling is ``S``'s), and with ``--mbr``
+    ``<model>+S+mbr``; returns their predictions."""
     import numpy as np
 
     from dpr_dist.eval.evaluate import predictions_table
@@ -121,11 +124,15 @@ def _generated_picks(bundle, records, metrics: dict[str, dict]):
 
     if bundle.model is None:
         raise SystemExit(f"dpr evaluate: --generate needs a package model; {bundle.model_name} picks no package")
-    g = generation_metrics(bundle, records, bundle.cfg.generation, with_picks=True)
+    g = generation_metrics(bundle, records, bundle.cfg.generation, with_picks=True, mbr_temperature=mbr)
     name = f"{bundle.model_name}+S"
+    ids, names = records["record_id"].to_pylist(), np.asarray(bundle.drugs["name"].to_pylist(), dtype=object)
     metrics[name] = {"model": name, **g["s"], **{k: g[k] for k in ("picked_generated", "mean_s1", "mean_s")}}
-    return predictions_table(records["record_id"].to_pylist(), name, g["picks"],
-                             np.asarray(bundle.drugs["name"].to_pylist(), dtype=object))
+    tables = [predictions_table(ids, name, g["picks"], names)]
+    if mbr is not None:
+        metrics[f"{name}+mbr"] = {"model": f"{name}+mbr", **g["s_mbr"], "mbr_temperature": mbr}
+        tables.append(predictions_table(ids, f"{name}+mbr", g["picks_mbr"], names))
+    return tables
 
 
 def cmd_tune(args: argparse.Namespace) -> int:

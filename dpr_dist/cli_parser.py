@@ -156,6 +156,10 @@ def make_parser(handlers: Mapping[str, Callable[[argparse.Namespace], int]]) -> 
     p.add_argument("--generate", action="store_true",
                    help="also let the package model pick from S = S1 ∪ S2 ∪ S3, the candidates extended by the "
                         "package-generation heuristic of paper section 6 (row <model>+S; its ceiling is S's)")
+    p.add_argument("--mbr", nargs="?", const=1.0, type=float, metavar="T",
+                   help="also pick the candidate of highest expected F1 under softmax(score / T) instead of the "
+                        "best-scoring one (minimum Bayes risk; T defaults to 1; row <model>+mbr, and "
+                        "<model>+S+mbr with --generate; docs/training.md)")
 
     p = add("planted", handlers["planted"], "check picks against the synthetic data's planted rules",
             "For predictions on data written by dpr synth: how often the picks break a rule (a pair\n"

@@ -30,6 +30,7 @@ from torch_geometric.data import Batch
 
 from dpr_dist.data.graphs import PairTable, package_edges
 from dpr_dist.eval.candidates import Candidates
+from dpr_dist.eval.mbr import mbr_pick
 from dpr_dist.eval.metrics import oracle_ceiling, summarize, topk_drugs
 from dpr_dist.eval.package_csr import PackageCSR
 from dpr_dist.models.batch import PatientBatch
@@ -199,8 +200,13 @@ def evaluate(bundle: "ModelBundle", records: pa.Table, model: str | None = None,
 
 def evaluate_models(bundle: "ModelBundle", records: pa.Table, models: Sequence[str], *,
                     neighbors: int | None = None, batch_size: int | None = None,
-                    device: torch.device | str | None = None) -> tuple[dict[str, dict], pa.Table]:
+                    device: torch.device | str | None = None,
+                    mbr_temperature: float | None = None) -> tuple[dict[str, dict], pa.Table]:
     """:func:`evaluate` for several models at once, sharing embeddings and candidate sets.
+
+    With ``mbr_temperature``, the package model also picks the candidate of highest
+    expected F1 under ``softmax(scores / mbr_temperature)`` (:mod:`dpr_dist.eval.mbr`), as
+    the extra row ``<model>+mbr`` after the others.
 
     Returns:
         ``({model: metrics}, predictions of all models concatenated)``.
@@ -222,6 +228,7 @@ def evaluate_models(bundle: "ModelBundle", records: pa.Table, models: Sequence[s
     q = records.num_rows
     metrics: dict[str, dict] = {}
     tables = []
+    extra: dict[str, list[np.ndarray]] = {}  # the MBR row
     need_cands = any(m not in ("ncf", "popularity") for m in models)
     bundle.ncf.eval()
     u_ncf = encode_records(bundle.ncf.encode, records, bundle.num_doc_words, per_call, device) \
@@ -233,8 +240,11 @@ def evaluate_models(bundle: "ModelBundle", records: pa.Table, models: Sequence[s
             dpr = bundle.model if device is None else bundle.model.to(device)
             dpr.eval()
             u = encode_records(dpr.encode, records, bundle.num_doc_words, per_call, device)
-            pred = pick_packages(dpr, u, cands, bundle.relation, bundle.cooc, bundle.threshold, per_call, device)
-            ceil = ceiling
+            scores = score_candidates(dpr, u, cands, bundle.relation, bundle.cooc, bundle.threshold, per_call,
+                                      device)
+            pred, ceil = cands.pick(scores)[1], ceiling
+            if mbr_temperature is not None:
+                extra[f"{m}+mbr"] = mbr_pick(cands, scores, mbr_temperature)[1]
         elif m == "ncf":
             with torch.no_grad():
                 ncf = bundle.ncf if device is None else bundle.ncf.to(device)
@@ -247,6 +257,9 @@ def evaluate_models(bundle: "ModelBundle", records: pa.Table, models: Sequence[s
         else:  # "nn" from the bundle's candidate sets
             pred, ceil = cands.pick(np.zeros(int(cands.valid.sum())))[1], ceiling
         metrics[m] = {"model": m, **summarize(pred, true, relation, ceil)}
+        tables.append(predictions_table(ids, m, pred, names))
+    for m, pred in extra.items():
+        metrics[m] = {"model": m, **summarize(pred, true, relation, ceiling), "mbr_temperature": mbr_temperature}
         tables.append(predictions_table(ids, m, pred, names))
     return metrics, pa.concat_tables(tables)
 

@@ -14,6 +14,7 @@ from dpr_dist.config import GenerationConfig
 from dpr_dist.eval.candidates import Candidates
 from dpr_dist.eval.evaluate import encode_records, score_candidates
 from dpr_dist.eval.generation import flatten, generate_batch, ranks_from_scores
+from dpr_dist.eval.mbr import expected_f1
 from dpr_dist.eval.metrics import oracle_ceiling, summarize
 from dpr_dist.train.collate import package_csr
 
@@ -35,7 +36,7 @@ def as_candidates(generated: Sequence[Sequence]) -> tuple[Candidates, np.ndarray
 
 
 def generation_metrics(bundle: ModelBundle, records: pa.Table, gen: GenerationConfig, *,
-                       with_picks: bool = False) -> dict[str, Any]:
+                       with_picks: bool = False, mbr_temperature: float | None = None) -> dict[str, Any]:
     """Picking from ``S1`` against ``S = S1 ∪ S2 ∪ S3`` (paper section 6) on ``records``.
 
     ``S1`` is the candidate set of evaluation (so the ``S1`` pick equals the model's test
@@ -48,12 +49,15 @@ def generation_metrics(bundle: ModelBundle, records: pa.Table, gen: GenerationCo
         from S is a generated package, "mean_s1": mean |S1|, "mean_s": mean |S|}``; the
         metrics are :func:`summarize`'s, with the oracle ceiling of each candidate set.
         With ``with_picks``, also ``"picks"``: the package picked from ``S`` for each
-        record (drug ids, in record order).
+        record (drug ids, in record order). With ``mbr_temperature``, also ``"s_mbr"``:
+        the metrics of the pick of highest expected F1 from ``S`` (:mod:`dpr_dist.eval.mbr`),
+        and with ``with_picks`` its packages as ``"picks_mbr"``.
     """
     model, per_call, v = bundle.model, max(1, bundle.cfg.eval.batch_size), bundle.num_doc_words
     popularity_rank = ranks_from_scores(bundle.popularity())
-    picks: dict[str, list] = {"s1": [], "s": []}
-    ceilings: dict[str, list] = {"s1": [], "s": []}
+    keys = ("s1", "s") if mbr_temperature is None else ("s1", "s", "s_mbr")
+    picks: dict[str, list] = {k: [] for k in keys}
+    ceilings: dict[str, list] = {k: [] for k in keys}
     generated, n_s1, n_s = [], [], []
     for start in range(0, records.num_rows, per_call):
         sub = records.slice(start, per_call)
@@ -69,7 +73,10 @@ def generation_metrics(bundle: ModelBundle, records: pa.Table, gen: GenerationCo
         in_s1 = np.nonzero(every.valid)[1] < s1_size[np.nonzero(every.valid)[0]]  # flat order: row-major
         only_s1 = replace(every, neighbors=np.where(np.arange(every.neighbors.shape[1]) < s1_size[:, None],
                                                      every.neighbors, -1))
-        for key, c, sc in (("s1", only_s1, scores[in_s1]), ("s", every, scores)):
+        choices = [("s1", only_s1, scores[in_s1]), ("s", every, scores)]
+        if mbr_temperature is not None:
+            choices.append(("s_mbr", every, expected_f1(every, scores, mbr_temperature)))
+        for key, c, sc in choices:
             slot, picked = c.pick(sc)
             picks[key] += picked
             ceilings[key].append(oracle_ceiling(c, true))
@@ -83,4 +90,6 @@ def generation_metrics(bundle: ModelBundle, records: pa.Table, gen: GenerationCo
                mean_s1=float(np.concatenate(n_s1).mean()), mean_s=float(np.concatenate(n_s).mean()))
     if with_picks:
         out["picks"] = picks["s"]
+        if mbr_temperature is not None:
+            out["picks_mbr"] = picks["s_mbr"]
     return out

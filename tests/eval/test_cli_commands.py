@@ -104,16 +104,19 @@ def test_pipeline_command_writes_metrics_and_predictions(pipeline_run, tmp_path,
 
 @pytest.mark.slow
 def test_evaluate_command_with_generation(pipeline_run, tmp_path, dpr_stdout):
-    """``dpr evaluate --generate`` on the session pipeline's DPR-WG directory: the model's own
-    pick (from S1), NCF, and the pick from the generated set S, whose metrics are recomputed
-    here from the predictions it writes."""
+    """``dpr evaluate --generate --mbr`` on the session pipeline's DPR-WG directory: the model's
+    own pick (from S1), NCF, the pick of highest expected F1, and the picks from the generated
+    set S, whose metrics are recomputed here from the predictions it writes."""
     out = tmp_path / "eval"
     model_dir = pipeline_run["result"]["model_dirs"]["wg"]
-    assert main(["evaluate", "--model-dir", model_dir, "--models", "wg,ncf", "--generate", "--out", str(out)]) == 0
+    assert main(["evaluate", "--model-dir", model_dir, "--models", "wg,ncf", "--generate", "--mbr", "--out",
+                 str(out)]) == 0
     printed = dpr_stdout()
     assert "wg+S: picked from S = S1 ∪ S2 ∪ S3 (paper section 6)" in printed
     metrics = json.loads((out / "metrics.json").read_text())
-    assert list(metrics) == ["wg", "ncf", "wg+S"]
+    assert list(metrics) == ["wg", "ncf", "wg+mbr", "wg+S", "wg+S+mbr"]
+    assert metrics["wg+mbr"]["mbr_temperature"] == metrics["wg+S+mbr"]["mbr_temperature"] == 1.0
+    assert metrics["wg+mbr"]["ceiling_f1"] == metrics["wg"]["ceiling_f1"]
     gen, own = metrics["wg+S"], metrics["wg"]
     assert 0 <= gen["picked_generated"] <= 1 and gen["mean_s"] >= gen["mean_s1"] > 0
     assert gen["ceiling_f1"] >= own["ceiling_f1"] - 1e-12  # S holds S1, so its best pick is at least as good
@@ -121,11 +124,12 @@ def test_evaluate_command_with_generation(pipeline_run, tmp_path, dpr_stdout):
     test = read_records(str(pipeline_run["out"] / "prepared"), "test")
     names = pq.read_table(pipeline_run["out"] / "prepared" / "vocab" / "drugs.parquet")["name"].to_pylist()
     true = {r: {names[i] for i in ids} for r, ids in zip(test["record_id"].to_pylist(), test["drug_ids"].to_pylist())}
-    rows = pred.filter(pc.equal(pred["model"], "wg+S")).to_pylist()
-    assert len(rows) == test.num_rows == gen["n"]
-    f1 = []
-    for r in rows:
-        got, want = set(r["drugs"]), true[r["record_id"]]
-        hit = len(got & want)
-        f1.append(2 * hit / (len(got) + len(want)) if got or want else 0.0)
-    assert gen["f1"] == pytest.approx(np.mean(f1), abs=1e-12)
+    for name in ("wg+S", "wg+mbr", "wg+S+mbr"):
+        rows = pred.filter(pc.equal(pred["model"], name)).to_pylist()
+        assert len(rows) == test.num_rows == metrics[name]["n"]
+        f1 = []
+        for r in rows:
+            got, want = set(r["drugs"]), true[r["record_id"]]
+            hit = len(got & want)
+            f1.append(2 * hit / (len(got) + len(want)) if got or want else 0.0)
+        assert metrics[name]["f1"] == pytest.approx(np.mean(f1), abs=1e-12), name
