@@ -15,8 +15,8 @@ read the model's scores over a patient's candidates ``S`` as a distribution
 
 the candidate with the highest F1 expected under that distribution. ``T = 1`` uses the
 scores as trained by the candidate-ranking term (``train.rank_weight``), whose listwise
-cross-entropy fits ``softmax(s)`` to ``softmax(F1 / rank_tau)``; ``T -> 0`` is the paper's argmax;
-``T -> inf`` ignores the model and picks the set's medoid.
+cross-entropy fits ``softmax(s)`` to ``softmax(F1 / rank_tau)``; ``T -> 0`` is the
+paper's argmax; ``T -> inf`` ignores the model and picks the set's medoid.
 
 Everything is computed on the CSR packages of :meth:`Candidates.flat`, a chunk of queries
 at a time, with a sparse product for the pairwise intersections.
