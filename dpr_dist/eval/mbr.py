@@ -25,9 +25,9 @@ at a time, with a sparse product for the pairwise intersections.
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse as sp
 
 from dpr_dist.eval.candidates import Candidates
+from dpr_dist.eval.package_csr import multihot
 
 #: Candidates per chunk: the pairwise intersections of a chunk are one dense ``[n, n]`` array.
 CHUNK_CANDIDATES = 2048
@@ -49,11 +49,17 @@ def group_softmax(scores: np.ndarray, owner: np.ndarray, temperature: float) -> 
         raise ValueError(f"MBR temperature must be > 0, got {temperature}")
     if scores.size == 0:
         return np.zeros(0)
-    starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+    edges = _query_edges(owner)
+    starts, counts = edges[:-1], np.diff(edges)
     z = np.asarray(scores, dtype=np.float64) / temperature
-    z = z - np.repeat(np.maximum.reduceat(z, starts), np.diff(np.r_[starts, z.size]))
+    z = z - np.repeat(np.maximum.reduceat(z, starts), counts)
     e = np.exp(z)
-    return e / np.repeat(np.add.reduceat(e, starts), np.diff(np.r_[starts, z.size]))
+    return e / np.repeat(np.add.reduceat(e, starts), counts)
+
+
+def _query_edges(owner: np.ndarray) -> np.ndarray:
+    """Where each query's candidates start in ``owner`` (non-decreasing), plus ``owner.size``."""
+    return np.r_[np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]]), owner.size]
 
 
 def expected_f1(cands: Candidates, scores: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -65,8 +71,9 @@ def expected_f1(cands: Candidates, scores: np.ndarray, temperature: float = 1.0)
         temperature: ``T`` of ``p = softmax(s / T)``.
 
     Returns:
-        ``[C]`` float64 ``sum_{c'} p(c') F1(c, c')`` over the same query's candidates
-        (``F1(c, c) = 1``), in the same order; pass it to :meth:`Candidates.pick`.
+        ``[C]`` float64 ``sum_{c'} p(c') F1(c, c')`` over the same query's candidates, in
+        the same order (F1 as in :mod:`dpr_dist.eval.metrics`: 1 for a non-empty package
+        with itself, 0 for two empty ones); pass it to :meth:`Candidates.pick`.
 
     Raises:
         ValueError: on a wrong number of scores, NaN scores, or ``temperature <= 0``.
@@ -81,10 +88,9 @@ def expected_f1(cands: Candidates, scores: np.ndarray, temperature: float = 1.0)
     out = np.zeros(owner.size)
     if owner.size == 0:
         return out
-    sizes = np.diff(csr.indptr)
-    width = int(csr.indices.max(initial=-1)) + 1
-    x = sp.csr_matrix((np.ones(csr.indices.size, np.float32), csr.indices, csr.indptr), shape=(owner.size, width))
-    edges = np.r_[np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]]), owner.size]  # query boundaries
+    x = multihot(csr, int(csr.indices.max(initial=-1)) + 1)
+    sizes = np.diff(x.indptr)  # distinct drugs per candidate
+    edges = _query_edges(owner)
     start = 0
     while start < owner.size:  # whole queries, up to CHUNK_CANDIDATES candidates (at least one query)
         end = int(edges[max(np.searchsorted(edges, start + CHUNK_CANDIDATES, side="right") - 1,
@@ -92,7 +98,7 @@ def expected_f1(cands: Candidates, scores: np.ndarray, temperature: float = 1.0)
         xc = x[start:end]
         inter = (xc @ xc.T).toarray()
         denom = sizes[start:end, None] + sizes[None, start:end]
-        f1 = np.divide(2.0 * inter, denom, out=np.ones_like(inter, dtype=np.float64), where=denom > 0)
+        f1 = np.divide(2.0 * inter, denom, out=np.zeros_like(inter, dtype=np.float64), where=denom > 0)
         same = owner[start:end, None] == owner[None, start:end]
         out[start:end] = (f1 * same) @ p[start:end]
         start = end

@@ -30,7 +30,7 @@ def _candidates(sets: list[list[list[int]]], k: int) -> Candidates:
 
 def _f1(a, b) -> float:
     a, b = set(a), set(b)
-    return 2 * len(a & b) / (len(a) + len(b)) if a or b else 1.0
+    return 2 * len(a & b) / (len(a) + len(b)) if a or b else 0.0
 
 
 def _brute(sets, scores, t):
