@@ -36,6 +36,10 @@ class ExperimentOptions:
             the most labelled drug pairs).
         case_rows: ``case``: at most this many drug pairs per table.
         generation_model: ``generation``: the model that picks (paper: DPR-WG).
+        mbr: With a temperature ``T``, the tables and ``generation`` also show every
+            candidate-picking model's pick of highest expected F1 under
+            ``softmax(scores / T)`` beside the paper's best-scoring pick
+            (:mod:`dpr_dist.eval.mbr`; ``inf``: the candidate set's medoid).
     """
 
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -48,6 +52,7 @@ class ExperimentOptions:
     patient: str | None = None
     case_rows: int = 20
     generation_model: str = "wg"
+    mbr: float | None = None
 
     def check(self, build_threshold: float) -> None:
         """Raises ``ValueError`` naming the first bad option."""
@@ -66,6 +71,7 @@ class ExperimentOptions:
             ("generation_model", self.generation_model in (*VARIANTS, "package2vec", "lda", "br", "dam"),
              "must be a package model that scores packages"),
             ("case_rows", self.case_rows >= 1, "must be >= 1"),
+            ("mbr", self.mbr is None or self.mbr > 0, "must be > 0 (a softmax temperature; inf for the medoid)"),
         ]
         for name, ok, why in checks:
             if not ok:
@@ -122,6 +128,10 @@ def add_arguments(p) -> None:
     p.add_argument("--case-rows", type=int, default=d.case_rows, help="case: at most this many drug pairs per table (default %(default)s)")
     p.add_argument("--generation-model", default=d.generation_model, help="generation: the package model that picks from S1 and from S "
                         "(default %(default)s, DPR-WG as in the paper)")
+    p.add_argument("--mbr", nargs="?", const=1.0, type=float, metavar="T",
+                   help="tables and generation: also pick each patient's candidate of highest expected F1 under "
+                        "softmax(scores / T), beside the paper's best-scoring pick (T defaults to 1; inf: the "
+                        "candidate set's medoid; docs/training.md)")
 
 
 def options_from_args(args) -> ExperimentOptions:
@@ -131,4 +141,4 @@ def options_from_args(args) -> ExperimentOptions:
         negatives=parse_list(args.negatives, int), layers=parse_list(args.layers, int),
         tsne_patients=args.tsne_patients, mask_model=args.mask_model,
         groups=tuple(args.groups) if args.groups else DEFAULT_GROUPS, patient=args.patient,
-        case_rows=args.case_rows, generation_model=args.generation_model)
+        case_rows=args.case_rows, generation_model=args.generation_model, mbr=args.mbr)

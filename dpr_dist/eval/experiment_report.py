@@ -52,14 +52,32 @@ def seeds_note(opts: ExperimentOptions, runs: Runs) -> str:
 
 
 def _metric_rows(runs: Runs, opts: ExperimentOptions, items: Sequence[tuple[str, str, dict]]
-                 ) -> tuple[list[list[str]], dict[str, dict]]:
-    """Table rows ``[label, *metrics]`` and the aggregates of ``(label, model, settings)`` items."""
-    rows, stats = [], {}
+                 ) -> tuple[list[list[str]], dict[str, dict], list[list[str]]]:
+    """Table rows ``[label, *metrics]`` and the aggregates of ``(label, model, settings)``
+    items, and with ``opts.mbr`` the rows of the candidate-picking items' expected-F1 picks."""
+    rows, stats, mbr_rows = [], {}, []
     for label, model, settings in items:
-        s = aggregate([runs.run(model, seed, **settings) for seed in opts.seeds])
+        results = [runs.run(model, seed, **settings) for seed in opts.seeds]
+        s = aggregate(results)
         stats[label] = s
         rows.append([label, *(cell(s[k]) for k in METRICS)])
-    return rows, stats
+        if opts.mbr is not None and all(r.get("mbr") for r in results):
+            m = aggregate([r["mbr"] for r in results])
+            mbr_rows.append([label, cell(s["f1"]), *(cell(m[k]) for k in METRICS)])
+    return rows, stats, mbr_rows
+
+
+def _mbr_section(opts: ExperimentOptions, mbr_rows: list[list[str]]) -> list[str]:
+    """The expected-F1 picks of a table's candidate-picking models (empty without ``opts.mbr``)."""
+    if opts.mbr is None:
+        return []
+    t = "∞" if np.isinf(opts.mbr) else tag(opts.mbr)
+    text = (f"Picking by expected F1 (T = {t}): the same runs and candidate sets; each patient gets the candidate "
+            "of highest expected F1 against the others under softmax(scores / T) instead of the best-scoring one "
+            "(docs/training.md). The first F1 column repeats the best-scoring pick's. "
+            + ("At T = ∞ every model picks the candidate set's medoid." if np.isinf(opts.mbr) else
+               "NN scores every candidate the same, so its row is the candidate set's medoid."))
+    return [text, markdown_table(["Model", "F1 (best score)", *HEADERS], mbr_rows)]
 
 
 def _footer(runs: Runs, opts: ExperimentOptions) -> str:
@@ -79,16 +97,16 @@ def _footer(runs: Runs, opts: ExperimentOptions) -> str:
 
 def table(runs: Runs, opts: ExperimentOptions, title: str, items: Sequence[tuple[str, str, dict]]) -> str:
     """A section with one metrics table over ``(label, model, settings)`` items."""
-    rows, _ = _metric_rows(runs, opts, items)
+    rows, _, mbr_rows = _metric_rows(runs, opts, items)
     return "\n\n".join([f"## {title}", seeds_note(opts, runs), markdown_table(["Model", *HEADERS], rows),
-                        _footer(runs, opts)]) + "\n"
+                        *_mbr_section(opts, mbr_rows), _footer(runs, opts)]) + "\n"
 
 
 def figure_sweep(runs: Runs, opts: ExperimentOptions, report: str, name: str, key: str, values: Sequence,
                  title: str, xlabel: str) -> str:
     """Figures 6 and 7: DPR-WG and DPR-AG over ``values`` of setting ``key``: table + PNG."""
     items = [(f"{LABELS[m]}-{tag(v)}", m, {key: v}) for m in SWEEP_MODELS for v in values]
-    rows, stats = _metric_rows(runs, opts, items)
+    rows, stats, mbr_rows = _metric_rows(runs, opts, items)
     shown = {"Precision": "precision", "Recall": "recall", "F1": "f1"}
 
     def series(labels: Sequence[str], metric: str) -> tuple[list[float], list[float]]:
@@ -104,4 +122,4 @@ def figure_sweep(runs: Runs, opts: ExperimentOptions, report: str, name: str, ke
         png = plots.line_panels(list(values), panels, xlabel=xlabel, ylabel="test metric", title=title)
     write_bytes(png, io.join(report, f"{name}.png"))
     return "\n\n".join([f"## {title}", seeds_note(opts, runs), f"![{name}]({name}.png)",
-                        markdown_table(["Model-setting", *HEADERS], rows)]) + "\n"
+                        markdown_table(["Model-setting", *HEADERS], rows), *_mbr_section(opts, mbr_rows)]) + "\n"

@@ -28,6 +28,10 @@ DPR-WG at the defaults) is trained once, and finished model directories are reus
 in the output directory of ``dpr pipeline`` (same config and inputs), the experiments
 start from the pipeline's models.
 
+With ``ExperimentOptions.mbr`` (``--mbr [T]``), the tables and ``generation`` add each
+candidate-picking model's pick of highest expected F1 (:mod:`dpr_dist.eval.mbr`) beside the
+paper's best-scoring pick; it needs no training, so adding it to finished runs only evaluates.
+
 The parts live in their own modules: options and their command line
 (:mod:`~dpr_dist.eval.experiment_options`), the runs (:mod:`~dpr_dist.eval.experiment_runs`),
 tables and sweep figures (:mod:`~dpr_dist.eval.experiment_report`), and the analyses behind
@@ -109,12 +113,15 @@ def _case(runs: Runs, opts: ExperimentOptions, report: str) -> str:
 
 
 def _generation(runs: Runs, opts: ExperimentOptions, report: str) -> str:
-    per_seed = [generation_metrics(runs.bundle(opts.generation_model, s), runs.test, runs.cfg.generation)
-                for s in opts.seeds]
+    per_seed = [generation_metrics(runs.bundle(opts.generation_model, s), runs.test, runs.cfg.generation,
+                                   mbr_temperature=opts.mbr) for s in opts.seeds]
     keys = ("f1", "jaccard", "precision", "recall", "antagonism_rate", "ceiling_f1")
     heads = ("F1", "Jaccard", "Precision", "Recall", "Antagonism rate", "Oracle ceiling")
     rows = []
-    for choice, label in (("s1", "S1 (non-heuristic)"), ("s", "S = S1 ∪ S2 ∪ S3 (heuristic)")):
+    choices = [("s1", "S1 (non-heuristic)"), ("s", "S = S1 ∪ S2 ∪ S3 (heuristic)")]
+    if opts.mbr is not None:
+        choices.append(("s_mbr", "S, picked by expected F1"))
+    for choice, label in choices:
         stat = aggregate([r[choice] for r in per_seed], keys)
         rows.append([label, *(cell(stat[k]) for k in keys)])
     extra = aggregate([{**r, "picked_generated": 100 * r["picked_generated"]} for r in per_seed],
@@ -123,7 +130,9 @@ def _generation(runs: Runs, opts: ExperimentOptions, report: str) -> str:
     text = (f"The generated package (from S2 or S3) is picked for {cell(extra['picked_generated'], 1)} % of the "
             f"test patients; candidate sets hold {cell(extra['mean_s1'], 1)} packages in S1 and "
             f"{cell(extra['mean_s'], 1)} in S on average. Both picks are scored against the recorded packages (the "
-            "paper's Table 9 asked doctors instead). Rule thresholds: the `generation` section of the config.")
+            "paper's Table 9 asked doctors instead). Rule thresholds: the `generation` section of the config."
+            + (f" The last row picks from S the package of highest expected F1 under softmax(scores / {opts.mbr:g})."
+               if opts.mbr is not None else ""))
     return "\n\n".join([f"## {title}", seeds_note(opts, runs), markdown_table(["Candidates", *heads], rows),
                         text]) + "\n"
 
@@ -168,7 +177,7 @@ def run_experiments(cfg: Config, out: str, which: str | Sequence[str] = EXPERIME
         ensure_data(cfg)
     opts.check(float(load_prepared(cfg.data.prepared).manifest.get("build_threshold", 0.0)))
     report = io.join(out, "report")
-    runs = Runs(cfg, report)
+    runs = Runs(cfg, report, opts.mbr)
     sections: dict[str, str] = {}
     files = []
     for name in (n for n in EXPERIMENTS if n in names):

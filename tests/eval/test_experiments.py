@@ -148,7 +148,7 @@ def experiment(pipeline_run):
     created = json.loads((out / "prepared" / "manifest.json").read_text())["created"]
     before = {m: sorted(p.name for p in (out / "runs" / f"tiny-{m}").glob("epoch_*")) for m in ("ncf", "wg", "ag")}
     res = run_experiments(pipeline_run["cfg"], str(out), "table6,fig6,fig8,case,generation",
-                          ExperimentOptions(seeds=(0,), thresholds=(0.01, 0.1)),
+                          ExperimentOptions(seeds=(0,), thresholds=(0.01, 0.1), mbr=1.0),
                           emr=pipeline_run["emr"], ddi=pipeline_run["ddi"])
     return {"out": out, "res": res, "report": out / "report", "created": created, "before": before,
             "pipeline": pipeline_run["result"]}
@@ -177,16 +177,22 @@ def test_experiment_tables_have_their_rows(experiment):
                 if ln.startswith("| ") and not ln.startswith("| Model") and not ln.startswith("| Group")
                 and not ln.startswith("| Candidates")]
 
-    assert rows("table6.md") == ["DPR-WG-1", "DPR-WG-2", "DPR-AG-1", "DPR-AG-2"]
-    assert rows("fig6.md") == [f"DPR-{m}-{t}" for m in ("WG", "AG") for t in ("0.01", "0.1")]
+    table6 = ["DPR-WG-1", "DPR-WG-2", "DPR-AG-1", "DPR-AG-2"]
+    assert rows("table6.md") == table6 * 2  # the paper's pick, then by expected F1 (mbr=1)
+    assert "Picking by expected F1 (T = 1)" in (report / "table6.md").read_text()
+    assert rows("fig6.md") == [f"DPR-{m}-{t}" for m in ("WG", "AG") for t in ("0.01", "0.1")] * 2
     assert rows("fig8.md") == ["infant", "pregnant", "liver disease", "other"]
-    assert rows("generation.md") == ["S1 (non-heuristic)", "S = S1 ∪ S2 ∪ S3 (heuristic)"]
+    assert rows("generation.md") == ["S1 (non-heuristic)", "S = S1 ∪ S2 ∪ S3 (heuristic)",
+                                     "S, picked by expected F1"]
     case = (report / "case.md").read_text()
     assert "Table 7" in case and "Table 8" in case and "Synergism" in case
 
 
 @pytest.mark.slow
 def test_experiment_runs_are_shared_and_named_by_setting(experiment):
+    from dpr_dist.train.modeldir import load_model_dir
+    from dpr_dist.train.prepared import read_records
+
     results = json.loads((experiment["report"] / "results.json").read_text())
     runs = sorted((r["run"], r["model"]) for r in results)
     assert runs == sorted((f"tiny{tag}", m) for m in ("wg", "ag") for tag in ("", "-l2", "-t0.1"))
@@ -200,10 +206,14 @@ def test_experiment_runs_are_shared_and_named_by_setting(experiment):
                                     for m in ("ncf", "wg", "ag")}
     assert by_run[("tiny-t0.1", "wg")]["settings"]["data.threshold"] == 0.1
     assert by_run[("tiny-l2", "ag")]["settings"]["model.gnn_layers"] == 2
-    from dpr_dist.train.modeldir import load_model_dir
-
     assert load_model_dir(by_run[("tiny-t0.1", "ag")]["model_dir"]).threshold == 0.1
     assert load_model_dir(by_run[("tiny-l2", "wg")]["model_dir"]).cfg.model.gnn_layers == 2
+    # the expected-F1 picks are those of dpr evaluate --mbr, stored with the model directory
+    for m in ("wg", "ag"):
+        bundle = load_model_dir(by_run[("tiny", m)]["model_dir"])
+        direct = evaluate_models(bundle, read_records(str(out / "prepared"), "test"), [m], mbr_temperature=1.0)[0]
+        assert by_run[("tiny", m)]["mbr"]["f1"] == pytest.approx(direct[f"{m}+mbr"]["f1"], abs=1e-12)
+        assert bundle.metrics["test_mbr"]["mbr_temperature"] == 1.0
     # the S1 pick of package generation is DPR-WG's own test pick
     gen = (experiment["report"] / "generation.md").read_text()
     s1_f1 = float(gen.split("| S1 (non-heuristic) | ")[1].split(" |")[0])
@@ -235,6 +245,8 @@ class FakeRuns:
         row = {"model": model, "seed": seed, "precision": f1, "recall": f1 + 0.1, "f1": f1, "jaccard": f1 / 2,
                "antagonism_rate": 0.01, "true_antagonism_rate": 0.02, "ceiling_f1": None if model == "ncf" else 0.6,
                "f1_of_ceiling": None if model == "ncf" else f1 / 0.6}
+        if model != "ncf":
+            row["mbr"] = {**row, "f1": f1 + 0.01}
         self.rows[(model, seed, tuple(sorted(settings.items())))] = row
         return row
 
@@ -256,6 +268,24 @@ def test_table_sections_and_figure_7(tmp_path):
     assert [ln.split("|")[1].strip() for ln in f7.splitlines() if ln.startswith("| DPR")] == [
         "DPR-WG-1", "DPR-WG-5", "DPR-AG-1", "DPR-AG-5"]
     assert ("wg", 1, (("train.negative_ratio", 5),)) in runs.rows
+    assert "Picking by expected F1" not in t4 + t5 + f7
+
+
+def test_table_with_expected_f1_picks(tmp_path):
+    from dpr_dist.eval.experiments import SECTIONS
+
+    runs, opts = FakeRuns(), ExperimentOptions(seeds=(0, 1), mbr=1.0)
+    t4 = SECTIONS["table4"](runs, opts, str(tmp_path))
+    main, mbr = t4.split("Picking by expected F1 (T = 1)")
+    assert "| Model | F1 (best score) | Precision |" in mbr
+    rows = [ln.split("|")[1:4] for ln in mbr.splitlines() if ln.startswith("| ") and not ln.startswith("| Model")]
+    assert [r[0].strip() for r in rows] == ["NN", "Package2vec", "LDA", "BR", "DAM", "GNN", "DPR-WG", "DPR-AG"]
+    # DPR-AG: F1 0.1200 / 0.1210 at seeds 0 / 1 picking the best score, 0.01 more by expected F1
+    assert [c.strip() for c in rows[-1][1:]] == ["0.1205 ± 0.0007", "0.1205 ± 0.0007"]  # precision unchanged
+    assert "| DPR-AG | 0.1205 ± 0.0007 | 0.1205 ± 0.0007 | 0.2205 ± 0.0007 | 0.1305 ± 0.0007 |" in mbr
+    assert "medoid" in mbr and "True packages' antagonism rate" in mbr
+    inf = SECTIONS["table5"](runs, replace(opts, mbr=float("inf")), str(tmp_path))
+    assert "Picking by expected F1 (T = ∞)" in inf and "every model picks the candidate set's medoid" in inf
 
 
 
@@ -273,6 +303,10 @@ def test_command_line_options(tmp_path):
     opts = options_from_args(args)
     assert (opts.seeds, opts.thresholds, opts.groups, opts.patient) == ((3, 4), (0.02, 0.2), ("old=age:elderly",), "R1")
     assert options_from_args(p.parse_args(["--out", "x"])) == ExperimentOptions()
+    assert options_from_args(p.parse_args(["--out", "x", "--mbr"])).mbr == 1.0
+    assert options_from_args(p.parse_args(["--out", "x", "--mbr", "inf"])).mbr == float("inf")
+    with pytest.raises(ValueError, match="experiment option mbr=0.0 must be > 0"):
+        ExperimentOptions(mbr=0.0).check(0.0)
     res = subprocess.run([sys.executable, str(REPO / "jobs" / "experiment.py"), "--help"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and "--which" in res.stdout and "--config" in res.stdout, res.stderr
