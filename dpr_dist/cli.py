@@ -191,7 +191,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     from dpr_dist.score.batch import score_backlog
 
     _print(score_backlog(args.model_dir, args.input, args.out, num_actors=args.num_actors,
-                         rows_per_shard=args.rows_per_shard, batch_size=args.batch_size, num_gpus=args.num_gpus))
+                         rows_per_shard=args.rows_per_shard, batch_size=args.batch_size, num_gpus=args.num_gpus,
+                         rank_by=args.rank_by, temperature=args.temperature))
     return 0
 
 

@@ -46,6 +46,15 @@ def _pretrained_arg(p: argparse.ArgumentParser) -> None:
                         "(with model.pt); it must be pre-trained on the same prepared data")
 
 
+def rank_by_args(p: argparse.ArgumentParser) -> None:
+    """``--rank-by`` and ``--temperature`` of batch scoring (``dpr score``, ``jobs/batch_score.py``)."""
+    p.add_argument("--rank-by", choices=("score", "expected_f1"), default="score",
+                   help="which candidate is recommended: the best-scoring one (the paper, default) or the one of "
+                        "highest expected F1 under softmax(scores / T) (serve.rank_by; docs/serving.md)")
+    p.add_argument("--temperature", type=float, default=1.0, metavar="T",
+                   help="T of --rank-by expected_f1, finite and > 0 (default 1)")
+
+
 def make_parser(handlers: Mapping[str, Callable[[argparse.Namespace], int]]) -> argparse.ArgumentParser:
     """The ``dpr`` parser; each subcommand's ``fn`` default is ``handlers[subcommand]``.
 
@@ -208,7 +217,9 @@ def make_parser(handlers: Mapping[str, Callable[[argparse.Namespace], int]]) -> 
             "  POST /v1/generate   packages from the generation heuristic, scored and explained\n"
             "  GET  /v1/health, /v1/model; the OpenAPI document at /docs and /openapi.json\n"
             "Requests are batched inside replicas (serve.max_batch_size, serve.batch_wait_timeout_s);\n"
-            "bodies above serve.max_request_bytes get 413. --reload points a running service at\n"
+            "bodies above serve.max_request_bytes get 413. Packages are ranked by the model's score\n"
+            "(the paper), or with --set serve.rank_by=expected_f1 by expected F1 (serve.temperature).\n"
+            "--reload points a running service at\n"
             "another model directory in place (user_config), without a restart. See docs/serving.md.\n\n"
             "example:\n"
             "  dpr serve --model-dir runs/demo/ray/demo-ag/model --set serve.port=8000\n"
@@ -242,6 +253,7 @@ def make_parser(handlers: Mapping[str, Callable[[argparse.Namespace], int]]) -> 
                    help="shard size of a new run (a resumed run keeps its plan; default 4096)")
     p.add_argument("--batch-size", type=int, default=512, help="patients per model call (default 512)")
     p.add_argument("--num-gpus", type=float, help="GPUs per actor (default: 1 if the cluster has GPUs, else 0)")
+    rank_by_args(p)
 
     p = add("experiment", handlers["experiment"], "the paper's experiments: Tables 4-8, Figures 6-8, generation",
             "Run the experiments of paper sections 5 and 6 over several seeds and write a report:\n"

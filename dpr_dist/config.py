@@ -299,6 +299,13 @@ class ServeConfig:
             be set where Ray starts: ``dpr serve`` sets them when it starts a local Ray,
             on a cluster the nodes carry them (``cluster/rayservice.yaml``).
             ``GET /v1/health`` reports the mode a replica runs in.
+        rank_by: How each patient's candidate packages are ordered, and so which one is
+            recommended (also by ``dpr score``): ``score``, the paper's rule (best model
+            score first), or ``expected_f1``, the candidate of highest expected F1 against
+            the others under ``softmax(scores / temperature)`` first
+            (:mod:`dpr_dist.eval.mbr`; docs/results.md measures it).
+        temperature: ``T`` of ``rank_by: expected_f1``, finite (the model-free medoid of
+            ``T = inf`` is for evaluation, ``dpr evaluate --mbr inf``).
     """
 
     model_dir: str = "runs/demo/model"
@@ -310,10 +317,25 @@ class ServeConfig:
     batch_wait_timeout_s: float = 0.005
     num_replicas: int = 1
     ingress: str = "haproxy"
+    rank_by: str = "score"
+    temperature: float = 1.0
 
     def __post_init__(self) -> None:
         if self.ingress not in ("haproxy", "proxy"):
             raise ValueError(f"ServeConfig.ingress={self.ingress!r} must be 'haproxy' or 'proxy'")
+        check_rank_by(self.rank_by, self.temperature)
+
+
+#: How candidate packages can be ordered (:attr:`ServeConfig.rank_by`).
+RANK_BY = ("score", "expected_f1")
+
+
+def check_rank_by(rank_by: str, temperature: float) -> None:
+    """Raises ``ValueError`` for an unknown ``rank_by`` or a temperature that is not finite and > 0."""
+    if rank_by not in RANK_BY:
+        raise ValueError(f"serve.rank_by={rank_by!r} must be one of {list(RANK_BY)}")
+    if not 0 < float(temperature) < float("inf"):
+        raise ValueError(f"serve.temperature={temperature!r} must be a finite number > 0 (a softmax temperature)")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ try:
 except ImportError:  # a checkout or a Ray job working directory without installation
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dpr_dist.cli_parser import rank_by_args  # noqa: E402
 from dpr_dist.runtime import setup_logging  # noqa: E402
 from dpr_dist.score.batch import score_backlog  # noqa: E402
 
@@ -31,6 +32,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--rows-per-shard", type=int, default=4096, help="shard size of a new run")
     p.add_argument("--batch-size", type=int, default=512, help="patients per model call")
     p.add_argument("--num-gpus", type=float, help="GPUs per actor (default: 1 if the cluster has GPUs)")
+    rank_by_args(p)
     return p.parse_args(argv)
 
 
@@ -38,5 +40,6 @@ if __name__ == "__main__":
     args = parse()
     setup_logging()
     summary = score_backlog(args.model_dir, args.input, args.out, num_actors=args.num_actors,
-                            rows_per_shard=args.rows_per_shard, batch_size=args.batch_size, num_gpus=args.num_gpus)
+                            rows_per_shard=args.rows_per_shard, batch_size=args.batch_size, num_gpus=args.num_gpus,
+                            rank_by=args.rank_by, temperature=args.temperature)
     print(json.dumps(summary, indent=2))

@@ -22,12 +22,18 @@ def test_serve_and_score_are_subcommands_with_their_options():
     args = parser.parse_args(["score", "--model-dir", "m", "--input", "b", "--out", "o", "--num-actors", "2"])
     assert (args.model_dir, args.input, args.out, args.num_actors, args.rows_per_shard, args.num_gpus) == \
         ("m", "b", "o", 2, 4096, None)
+    assert (args.rank_by, args.temperature) == ("score", 1.0)
+    args = parser.parse_args(["score", "--model-dir", "m", "--input", "b", "--out", "o", "--rank-by", "expected_f1",
+                              "--temperature", "0.5"])
+    assert (args.rank_by, args.temperature) == ("expected_f1", 0.5)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["score", "--model-dir", "m", "--input", "b", "--out", "o", "--rank-by", "best"])
     with pytest.raises(SystemExit):
         parser.parse_args(["score", "--model-dir", "m"])  # --input and --out are required
 
 
 @pytest.mark.parametrize("command,words", [("serve", ["/v1/recommend", "/v1/score", "/v1/generate", "--reload"]),
-                                           ("score", ["results/", "rejects/", "resumes", "--num-actors"])])
+                                           ("score", ["results/", "rejects/", "resumes", "--num-actors", "--rank-by"])])
 def test_help_says_what_it_does(command, words, dpr_stdout):
     with pytest.raises(SystemExit) as exc:
         main([command, "--help"])

@@ -11,17 +11,23 @@ A backlog is Parquet in the EMR contract (``drugs`` not needed; file, directory 
    rows failing the contract's rules (and every copy of a repeated ``record_id``) become
    rejects naming the record and the field;
 3. commits each shard once all of its rows are back: ``out/results/shard-XXXXX.parquet``
-   (``record_id``, ``patient_id``, ``package`` (drug names), ``drug_ids``, ``score``,
+   (``record_id``, ``patient_id``, ``package`` (drug names), ``drug_ids``, ``score`` (the
+   package model's score of the recommended package),
    ``warnings`` (antagonistic pairs), ``model``, ``model_version``),
    ``out/rejects/shard-XXXXX.parquet`` (:data:`~dpr_dist.data.schema.REJECTS_SCHEMA`, ``row``
    = row in the file), each written atomically (temporary name, then rename; a single PUT
    on S3), then the marker ``out/_done/shard-XXXXX.json`` with the counts.
 
+The recommended package is the first of the patient's candidate set in ``rank_by`` order
+(:attr:`~dpr_dist.config.ServeConfig.rank_by`, as the HTTP service): the best-scoring
+candidate (the paper's rule, default) or the one of highest expected F1
+(``rank_by="expected_f1"``, :mod:`dpr_dist.eval.mbr`).
+
 A re-run (after a crash or a kill) reads the plan, skips every shard with a marker and
 redoes the others, so no shard is scored twice and none is lost. The job reports progress
 per shard and a final summary (``read == scored + rejected``), also written to
-``out/summary.json``. Re-running into an ``out`` made from another backlog or another
-model version is refused.
+``out/summary.json``. Re-running into an ``out`` made from another backlog, another
+model version or another ``rank_by`` is refused.
 
 Planning, reading and committing shards live in :mod:`dpr_dist.score.shards`.
 """
@@ -37,6 +43,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dpr_dist.config import check_rank_by
 from dpr_dist.data import io
 from dpr_dist.score.shards import (
     _OUT_SCHEMA, DUPLICATE_REASON, RESULT_SCHEMA, WARNING_TYPE, Shard, commit, done_record, duplicated_ids, load_plan,
@@ -56,10 +63,12 @@ class BacklogScorer:
         model_dir: The model directory (local or ``s3://``).
         duplicates: Record ids repeated in the backlog (rejected).
         device: ``cuda`` on a GPU actor, else None (CPU).
+        rank_by, temperature: Which candidate is recommended (:class:`~dpr_dist.config.ServeConfig`).
     """
 
-    def __init__(self, model_dir: str, duplicates: list[str], device: str | None = None) -> None:
-        self.service = DPRService.load(model_dir, device=device)
+    def __init__(self, model_dir: str, duplicates: list[str], device: str | None = None, rank_by: str = "score",
+                 temperature: float = 1.0) -> None:
+        self.service = DPRService.load(model_dir, device=device, rank_by=rank_by, temperature=temperature)
         self.duplicates = pa.array(duplicates, pa.string())
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -107,8 +116,8 @@ class BacklogScorer:
 
 # ----------------------------------------------------------------------------- the job
 def score_backlog(model_dir: str, input_uri: str, out: str, *, num_actors: int = 1, rows_per_shard: int = 4096,
-                  batch_size: int = 512, num_gpus: float | None = None,
-                  on_shard_done: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+                  batch_size: int = 512, num_gpus: float | None = None, rank_by: str = "score",
+                  temperature: float = 1.0, on_shard_done: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Recommend a package for every patient of a backlog; resumable (see the module docstring).
 
     Args:
@@ -119,6 +128,7 @@ def score_backlog(model_dir: str, input_uri: str, out: str, *, num_actors: int =
         rows_per_shard: Target shard size of a new plan (a resumed run keeps its plan).
         batch_size: Patients per model call.
         num_gpus: GPUs per actor (default: 1 when the cluster has GPUs, else 0).
+        rank_by: ``score`` (the paper's pick) or ``expected_f1``; ``temperature`` is its ``T``.
         on_shard_done: Called with each committed shard's counts (progress hook).
 
     Returns:
@@ -131,8 +141,10 @@ def score_backlog(model_dir: str, input_uri: str, out: str, *, num_actors: int =
     from dpr_dist.runtime import ensure_ray
 
     t0 = time.perf_counter()
+    check_rank_by(rank_by, temperature)
     version = model_version(model_dir)  # bad paths fail here, before Ray starts
-    shards = load_plan(out, input_uri, rows_per_shard, model_dir, version)
+    pick = rank_by if rank_by == "score" else f"{rank_by} (T={float(temperature):g})"
+    shards = load_plan(out, input_uri, rows_per_shard, model_dir, version, pick)
     by_id = {s.id: s for s in shards}
     done = {s.id: d for s in shards if (d := done_record(out, s)) is not None}
     pending = [s for s in shards if s.id not in done]
@@ -151,7 +163,8 @@ def score_backlog(model_dir: str, input_uri: str, out: str, *, num_actors: int =
         ds = ds.map_batches(BacklogScorer, compute=ray.data.ActorPoolStrategy(size=num_actors), batch_size=batch_size,
                             batch_format="pyarrow", num_gpus=num_gpus, num_cpus=0 if num_gpus else 1,
                             fn_constructor_kwargs={"model_dir": model_dir, "duplicates": dups,
-                                                   "device": "cuda" if num_gpus else None})
+                                                   "device": "cuda" if num_gpus else None, "rank_by": rank_by,
+                                                   "temperature": float(temperature)})
         parts: dict[int, list[pa.Table]] = defaultdict(list)
         got: dict[int, int] = defaultdict(int)
         t_run, rows_run = time.perf_counter(), 0
@@ -183,7 +196,7 @@ def score_backlog(model_dir: str, input_uri: str, out: str, *, num_actors: int =
         "shards": len(shards), "shards_skipped": len(shards) - len(pending), "shards_scored": len(pending),
         "seconds": round(seconds, 2),
         "rows_per_second": round(sum(d["rows"] for d in scored_now) / seconds, 1) if scored_now else 0.0,
-        "model_version": version, "out": out,
+        "model_version": version, "pick": pick, "out": out,
     }
     io.write_json(summary, io.join(out, "summary.json"))
     log.info("scored %d of %d patients (%d rejected) -> %s", summary["scored"], summary["read"], summary["rejected"],

@@ -164,7 +164,14 @@ def done_record(out: str, shard: Shard) -> dict[str, Any] | None:
     return None
 
 
-def load_plan(out: str, input_uri: str, rows_per_shard: int, model_dir: str, version: str) -> list[Shard]:
+def load_plan(out: str, input_uri: str, rows_per_shard: int, model_dir: str, version: str,
+              pick: str = "score") -> list[Shard]:
+    """The shards of ``out``'s stored plan, or a new plan written there.
+
+    Raises:
+        ValueError: when ``out`` holds a plan of another backlog, another model version or
+            another ``pick`` rule (plans written before the rule was recorded read ``score``).
+    """
     plan_uri = io.join(out, "_plan.json")
     shards = plan_shards(input_uri, rows_per_shard)
     files = sorted({(s.file, sum(x.rows for x in shards if x.file == s.file)) for s in shards})
@@ -175,8 +182,11 @@ def load_plan(out: str, input_uri: str, rows_per_shard: int, model_dir: str, ver
         if plan["model_version"] != version:
             raise ValueError(f"{out} was scored with model version {plan['model_version']} ({plan['model_dir']}), "
                              f"not {version}; use a new output directory")
+        if plan.get("pick", "score") != pick:
+            raise ValueError(f"{out} was scored picking by {plan.get('pick', 'score')}, not {pick}; use a new "
+                             "output directory")
         return [Shard(s["id"], s["file"], tuple(s["row_groups"]), s["first_row"], s["rows"]) for s in plan["shards"]]
     plan = {"input": input_uri, "files": files, "rows_per_shard": rows_per_shard, "model_dir": model_dir,
-            "model_version": version, "shards": [asdict(s) for s in shards]}
+            "model_version": version, "pick": pick, "shards": [asdict(s) for s in shards]}
     write_atomic(json.dumps(plan, indent=1).encode(), plan_uri)
     return shards

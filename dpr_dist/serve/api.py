@@ -145,6 +145,8 @@ class ScoredPackage(BaseModel):
     rank: int = Field(ge=1)
     drugs: list[str]
     score: float
+    expected_f1: Optional[float] = Field(None, description="expected F1 against the other candidates under "
+                                         "softmax(scores / T); set when the server ranks by it (serve.rank_by)")
     origin: str = Field(description="'candidate' (a similar patient's package), or 's2'/'s3' (generated)")
     similarity: Optional[float] = Field(None, description="cosine similarity of the source patient")
     rules: list[GenerationRule] = Field(default_factory=list)
@@ -196,6 +198,8 @@ class ModelInfo(BaseModel):
     threshold: float
     neighbors: int
     top_k: int
+    rank_by: str = Field(description="how packages are ordered: 'score' (the paper) or 'expected_f1'")
+    temperature: Optional[float] = Field(None, description="T of rank_by 'expected_f1'; null for 'score'")
     descriptions: str = Field(description="'model directory' or 'generated from labels'")
     manifest: dict[str, Any]
     metrics: dict[str, Any]

@@ -63,7 +63,8 @@ class _Backend:
 
     def configure(self, config: Mapping[str, Any]) -> None:
         """Apply a user config: ``model_dir`` (reloaded when it or its content changed),
-        ``top_k``, ``max_request_bytes``, ``generation`` (thresholds), ``device``.
+        ``top_k``, ``rank_by``, ``temperature``, ``max_request_bytes``, ``generation``
+        (thresholds), ``device``.
 
         A failed reload keeps the current model and is reported by ``/v1/health`` and
         ``/v1/model``; without a current model it raises.
@@ -74,13 +75,15 @@ class _Backend:
             raise ValueError("user_config: model_dir is required")
         self.max_request_bytes = int(config.get("max_request_bytes", self.max_request_bytes))
         top_k = int(config.get("top_k", ServeConfig().top_k))
+        rank_by = str(config.get("rank_by", ServeConfig().rank_by))
+        temperature = float(config.get("temperature", ServeConfig().temperature))
         try:
             current = self.service
             same = (current is not None and current.bundle.path == model_dir
                     and config.get("device") == self.options.get("device")
                     and model_version(model_dir) == current.version)  # only options changed: no reload
             svc = current if same else DPRService.load(model_dir, device=config.get("device") or None)
-            svc = svc.with_options(top_k=top_k, generation=generation_config(config.get("generation"),
+            svc = svc.with_options(top_k=top_k, rank_by=rank_by, temperature=temperature, generation=generation_config(config.get("generation"),
                                                                              svc.bundle.threshold))
         except Exception as exc:  # noqa: BLE001 - reported, the current model stays
             if self.service is None:
@@ -145,9 +148,13 @@ def plain_app(config: Mapping[str, Any]) -> FastAPI:
 
 
 def plain_app_from_env() -> FastAPI:
-    """:func:`plain_app` with the user config from ``DPR_SERVE_MODEL_DIR`` (and ``DPR_SERVE_TOP_K``)."""
+    """:func:`plain_app` with the user config from ``DPR_SERVE_MODEL_DIR`` (and ``DPR_SERVE_TOP_K``,
+    ``DPR_SERVE_RANK_BY``, ``DPR_SERVE_TEMPERATURE``)."""
+    d = ServeConfig()
     return plain_app({"model_dir": os.environ["DPR_SERVE_MODEL_DIR"],
-                      "top_k": int(os.environ.get("DPR_SERVE_TOP_K", ServeConfig().top_k))})
+                      "top_k": int(os.environ.get("DPR_SERVE_TOP_K", d.top_k)),
+                      "rank_by": os.environ.get("DPR_SERVE_RANK_BY", d.rank_by),
+                      "temperature": float(os.environ.get("DPR_SERVE_TEMPERATURE", d.temperature))})
 
 
 # ----------------------------------------------------------------------------- Ray Serve
@@ -160,7 +167,7 @@ def _deployment_class():
     class DPRDeployment(_Backend):
         """Ray Serve replica: the model of ``user_config["model_dir"]``, batched requests.
 
-        ``user_config``: ``model_dir``, ``top_k``, ``max_request_bytes``,
+        ``user_config``: ``model_dir``, ``top_k``, ``rank_by``, ``temperature``, ``max_request_bytes``,
         ``max_batch_size``, ``batch_wait_timeout_s``, ``generation``, ``device``. Changing
         it (``serve deploy`` / RayService / :func:`reload_model`) calls
         :meth:`reconfigure` on the running replicas: no restart.
@@ -209,7 +216,8 @@ def _deployment_class():
 
 def user_config(sc: ServeConfig, **extra: Any) -> dict[str, Any]:
     """The deployment's ``user_config`` from :class:`ServeConfig` (what a reload changes)."""
-    return {"model_dir": sc.model_dir, "top_k": sc.top_k, "max_request_bytes": sc.max_request_bytes,
+    return {"model_dir": sc.model_dir, "top_k": sc.top_k, "rank_by": sc.rank_by, "temperature": sc.temperature,
+            "max_request_bytes": sc.max_request_bytes,
             "max_batch_size": sc.max_batch_size, "batch_wait_timeout_s": sc.batch_wait_timeout_s, **extra}
 
 
@@ -228,7 +236,7 @@ def build_app(args: dict[str, Any]):
     """Application builder for ``serve run dpr_dist.serve.app:build_app key=value ...``.
 
     Args:
-        args: ``serve.*`` keys (``model_dir``, ``top_k``, ``max_request_bytes``,
+        args: ``serve.*`` keys (``model_dir``, ``top_k``, ``rank_by``, ``temperature``, ``max_request_bytes``,
             ``max_batch_size``, ``batch_wait_timeout_s``, ``num_replicas``), optionally
             ``config`` (a YAML config whose ``serve`` section gives the defaults),
             ``num_cpus`` per replica (default 1) and ``device`` (``cpu`` / ``cuda``).

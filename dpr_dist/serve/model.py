@@ -3,9 +3,11 @@
 :class:`LoadedModel` loads a model directory (:mod:`dpr_dist.train.modeldir`, local or
 ``s3://``) and, for a batch of patients at a time, ranks each patient's candidate set
 (packages of the ``eval.neighbors`` most similar training patients, paper 5.1.1) with the
-package model (:meth:`~LoadedModel.rank`), picks the best package the way
-:func:`dpr_dist.eval.evaluate.pick_packages` does (:meth:`~LoadedModel.pick`) and explains
-packages (:meth:`~LoadedModel.explain`). :func:`model_version` is the content hash that
+package model (:meth:`~LoadedModel.rank`), picks the first package of that order
+(:meth:`~LoadedModel.pick`) and explains packages (:meth:`~LoadedModel.explain`). The order
+is the paper's, best score first, as :func:`dpr_dist.eval.evaluate.pick_packages`; or, with
+``rank_by="expected_f1"``, highest expected F1 first, as ``dpr evaluate --mbr T``
+(:mod:`dpr_dist.eval.mbr`). :func:`model_version` is the content hash that
 names what was loaded.
 
 Patients arrive as rows of the EMR contract (``drugs`` not needed) and are turned into
@@ -30,10 +32,12 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import torch
 
+from dpr_dist.config import check_rank_by
 from dpr_dist.data import io
 from dpr_dist.eval.candidates import Candidates
 from dpr_dist.eval.evaluate import encode_records, score_candidates
 from dpr_dist.eval.generation import GenerationConfig, ranks_from_scores
+from dpr_dist.eval.mbr import expected_f1
 from dpr_dist.serve.explain import Descriptions, antagonism_warnings, explain_packages, load_descriptions
 from dpr_dist.serve.inputs import DrugResolver, InputError, patients_table, prepare_table
 from dpr_dist.train.modeldir import ModelBundle, load_model_dir
@@ -68,7 +72,9 @@ class Ranked:
         cands: The candidate sets.
         scores: ``[C]`` one score per flat candidate (order of :meth:`Candidates.flat`).
         grid: ``[Q, k]`` the same scores per slot, ``-inf`` on padding.
-        order: ``[Q, k]`` slots by descending score (ties: more similar first).
+        expected: ``[Q, k]`` expected F1 per slot (``-inf`` on padding) when ranked by it,
+            else None.
+        order: ``[Q, k]`` slots by descending score, or expected F1 (ties: more similar first).
     """
 
     u: torch.Tensor
@@ -76,6 +82,7 @@ class Ranked:
     cands: Candidates
     scores: np.ndarray
     grid: np.ndarray
+    expected: np.ndarray | None
     order: np.ndarray
 
 
@@ -87,17 +94,20 @@ class LoadedModel:
         version: Content hash shown by ``/v1/model`` (:func:`model_version`).
         descriptions: Interaction descriptions (default: none, label sentences).
         top_k: Default number of packages returned per patient.
+        rank_by: ``score`` (the paper) or ``expected_f1``
+            (:attr:`~dpr_dist.config.ServeConfig.rank_by`).
+        temperature: ``T`` of ``expected_f1``.
         generation: Thresholds of the generation heuristic (default:
             :class:`GenerationConfig` with ``low_cooc`` = the graph threshold).
         device: Where the models run (CPU by default).
 
     Raises:
-        ValueError: for an NCF-only model directory.
+        ValueError: for an NCF-only model directory, or a bad ``rank_by`` / ``temperature``.
     """
 
     def __init__(self, bundle: ModelBundle, *, version: str = "", descriptions: Descriptions | None = None,
-                 top_k: int = 5, generation: GenerationConfig | None = None,
-                 device: torch.device | str | None = None) -> None:
+                 top_k: int = 5, rank_by: str = "score", temperature: float = 1.0,
+                 generation: GenerationConfig | None = None, device: torch.device | str | None = None) -> None:
         if bundle.model is None:
             raise ValueError(f"model directory {bundle.path} holds only NCF; serving needs a package model "
                              "(train one with `dpr train`)")
@@ -107,6 +117,8 @@ class LoadedModel:
         self.model = bundle.model.eval() if self.device is None else bundle.model.to(self.device).eval()
         self.ncf = bundle.ncf.eval() if self.device is None else bundle.ncf.to(self.device).eval()
         self.top_k = int(top_k)
+        check_rank_by(rank_by, temperature)
+        self.rank_by, self.temperature = rank_by, float(temperature)
         self.names = np.asarray(bundle.drugs["name"].to_pylist(), dtype=object)
         aligned = bundle.drugs["aligned"].to_pylist() if "aligned" in bundle.drugs.column_names else []
         self.drugs = DrugResolver(self.names, aligned)
@@ -119,19 +131,25 @@ class LoadedModel:
         self.loaded_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
 
     @classmethod
-    def load(cls, model_dir: str, *, top_k: int = 5, generation: GenerationConfig | None = None,
-             device: torch.device | str | None = None) -> Self:
+    def load(cls, model_dir: str, *, top_k: int = 5, rank_by: str = "score", temperature: float = 1.0,
+             generation: GenerationConfig | None = None, device: torch.device | str | None = None) -> Self:
         """Load a model directory (local path or ``s3://``) with its descriptions and version."""
         bundle = load_model_dir(model_dir)
         return cls(bundle, version=model_version(model_dir),
-                   descriptions=load_descriptions(model_dir, bundle.num_drugs), top_k=top_k,
-                   generation=generation, device=device)
+                   descriptions=load_descriptions(model_dir, bundle.num_drugs), top_k=top_k, rank_by=rank_by,
+                   temperature=temperature, generation=generation, device=device)
 
-    def with_options(self, *, top_k: int | None = None, generation: GenerationConfig | None = None) -> Self:
+    def with_options(self, *, top_k: int | None = None, rank_by: str | None = None, temperature: float | None = None,
+                     generation: GenerationConfig | None = None) -> Self:
         """The same loaded model with other defaults (no reload)."""
         other = copy.copy(self)
         if top_k is not None:
             other.top_k = int(top_k)
+        if rank_by is not None or temperature is not None:
+            rank_by = other.rank_by if rank_by is None else rank_by
+            temperature = other.temperature if temperature is None else float(temperature)
+            check_rank_by(rank_by, temperature)
+            other.rank_by, other.temperature = rank_by, temperature
         if generation is not None:
             other.generation = generation
         return other
@@ -166,8 +184,14 @@ class LoadedModel:
         u = encode_records(self.model.encode, prepared, v, bs, self.device)
         return u_ncf, u
 
+    def order_key(self, cands: Candidates, scores: np.ndarray) -> np.ndarray | None:
+        """``[C]`` expected F1 of every candidate when ranking by it (flat order of
+        :meth:`Candidates.flat`, aligned with ``scores``), else None (rank by score)."""
+        return expected_f1(cands, scores, self.temperature) if self.rank_by == "expected_f1" else None
+
     def rank(self, prepared: pa.Table) -> Ranked:
-        """Candidate sets of the prepared patients, scored by the package model."""
+        """Candidate sets of the prepared patients, scored by the package model and ordered
+        by ``rank_by``."""
         b = self.bundle
         u_ncf, u = self._encode(prepared)
         cands = b.index.query(u_ncf, k=self.neighbors)
@@ -176,13 +200,19 @@ class LoadedModel:
         valid = cands.valid
         grid = np.full(valid.shape, -np.inf)
         grid[valid] = scores
-        order = np.argsort(-grid, axis=1, kind="stable")
-        return Ranked(u, u_ncf, cands, scores, grid, order)
+        key = self.order_key(cands, scores)
+        expected = None
+        if key is not None:
+            expected = np.full(valid.shape, -np.inf)
+            expected[valid] = key
+        order = np.argsort(-(grid if expected is None else expected), axis=1, kind="stable")
+        return Ranked(u, u_ncf, cands, scores, grid, expected, order)
 
     def pick(self, prepared: pa.Table) -> tuple[list[np.ndarray], np.ndarray]:
-        """The best candidate package of each patient and its score (NaN when none)."""
+        """The first candidate package of each patient in ``rank_by`` order and its model
+        score (NaN when none)."""
         r = self.rank(prepared)
-        slot, packages = r.cands.pick(r.scores)
+        slot, packages = r.cands.pick(r.scores if r.expected is None else r.expected[r.cands.valid])
         rows = np.arange(len(slot))
         best = np.where(slot >= 0, r.grid[rows, np.maximum(slot, 0)], np.nan)
         return packages, best
@@ -204,5 +234,6 @@ class LoadedModel:
         return {"name": b.model_name, "version": self.version, "model_dir": str(b.path),
                 "created": b.info.get("created"), "loaded_at": self.loaded_at, "num_drugs": b.num_drugs,
                 "num_doc_words": b.num_doc_words, "training_patients": len(b.index), "threshold": b.threshold,
-                "neighbors": self.neighbors, "top_k": self.top_k, "descriptions": self.descriptions.source,
+                "neighbors": self.neighbors, "top_k": self.top_k, "rank_by": self.rank_by,
+                "temperature": self.temperature if self.rank_by == "expected_f1" else None, "descriptions": self.descriptions.source,
                 "manifest": b.manifest, "metrics": b.metrics}

@@ -14,8 +14,12 @@ batch of patients at a time:
 * :meth:`~DPRService.handle` -- a batch of API requests of one kind, each answered or
   refused with its :class:`~dpr_dist.serve.inputs.InputError`.
 
-:meth:`~dpr_dist.serve.model.LoadedModel.pick` gives only the best package and its score
-(batch scoring); the same choice as :func:`dpr_dist.eval.evaluate.pick_packages`.
+:meth:`~dpr_dist.serve.model.LoadedModel.pick` gives only the first package and its score
+(batch scoring). The order is ``rank_by``'s (:attr:`~dpr_dist.config.ServeConfig.rank_by`):
+best score first, the choice of :func:`dpr_dist.eval.evaluate.pick_packages`; or highest
+expected F1 first (each package then also carries its ``expected_f1``), the choice of
+``dpr evaluate --mbr T``. The ``rank`` of a proposed package counts the candidates that
+score higher either way; its ``best_candidate`` is the first in ``rank_by`` order.
 
 The Ray Serve deployment (:mod:`dpr_dist.serve.app`), the plain FastAPI baseline and the
 batch scorer (:mod:`dpr_dist.score.batch`) all call this class.
@@ -33,6 +37,7 @@ import torch
 
 from dpr_dist.eval.evaluate import candidate_graphs
 from dpr_dist.eval.generation import GenerationConfig, flatten, generate_batch, ranks_from_scores
+from dpr_dist.eval.generation_eval import as_candidates
 from dpr_dist.eval.package_csr import packages_to_csr
 from dpr_dist.serve.inputs import InputError
 from dpr_dist.serve.model import LoadedModel, Ranked
@@ -73,6 +78,7 @@ class DPRService(LoadedModel):
         for i in range(len(r.cands)):
             slots = [s for s in r.order[i] if r.cands.neighbors[i, s] >= 0][: ks[i]]
             packages = [{"rank": j + 1, "drugs": self._names(self._package(r, i, s)), "score": float(r.grid[i, s]),
+                         "expected_f1": None if r.expected is None else float(r.expected[i, s]),
                          "origin": "candidate", "similarity": float(r.cands.similarity[i, s]), "rules": []}
                         for j, s in enumerate(slots)]
             if explain and slots:
@@ -116,7 +122,7 @@ class DPRService(LoadedModel):
                 cand = self._package(r, i, s)
                 if best is None:
                     best = {"rank": 1, "drugs": self._names(cand), "score": float(r.grid[i, s]),
-                            "origin": "candidate", "similarity": float(r.cands.similarity[i, s]), "rules": []}
+                            "expected_f1": None if r.expected is None else float(r.expected[i, s]), "origin": "candidate", "similarity": float(r.cands.similarity[i, s]), "rules": []}
                 if r.grid[i, s] > mine[i] and not np.array_equal(np.sort(cand), np.sort(pkg)):
                     higher += 1
             out.append({**self._head(prepared, i), "drugs": self._names(pkg), "score": float(mine[i]),
@@ -146,17 +152,20 @@ class DPRService(LoadedModel):
             graphs, own, u = graphs.to(self.device), own.to(self.device), u.to(self.device)
         with torch.no_grad():
             scores = self.model.score(u, graphs, own).double().cpu().numpy() if len(owner) else np.zeros(0)
+        key = self.order_key(as_candidates(generated)[0], scores)  # same flat order as flatten()
         ks = self._ks(top_k, len(generated))
         out, start, firsts = [], 0, []
         for i, pkgs in enumerate(generated):
             s = scores[start: start + len(pkgs)]
+            e = None if key is None else key[start: start + len(pkgs)]
             start += len(pkgs)
-            order = np.argsort(-s, kind="stable")[: ks[i]]
+            order = np.argsort(-(s if e is None else e), kind="stable")[: ks[i]]
             items = []
             for j, c in enumerate(order):
                 g = pkgs[c]
                 sim = r.cands.similarity[i, g.source] if 0 <= g.source < r.cands.neighbors.shape[1] else None
                 items.append({"rank": j + 1, "drugs": self._names(g.drugs), "score": float(s[c]),
+                              "expected_f1": None if e is None else float(e[c]),
                               "origin": "candidate" if g.origin == "s1" else g.origin,
                               "similarity": None if sim is None or not np.isfinite(sim) else float(sim),
                               "rules": [self._rule(x) for x in g.rules]})

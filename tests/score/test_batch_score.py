@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))
 from modeldirs import build_model_dir  # noqa: E402
 
 from dpr_dist.data import io  # noqa: E402
-from dpr_dist.eval.evaluate import evaluate  # noqa: E402
+from dpr_dist.eval.evaluate import evaluate, evaluate_models  # noqa: E402
 from dpr_dist.score.batch import RESULT_SCHEMA, plan_shards, score_backlog  # noqa: E402
 from dpr_dist.serve.model import model_version  # noqa: E402
 from dpr_dist.train.modeldir import load_model_dir  # noqa: E402
@@ -150,9 +150,22 @@ def test_killed_job_resumes_without_rescoring_or_losing_shards(ray_session, back
 
 
 @pytest.mark.slow
-def test_output_of_another_model_is_refused(ray_session, backlog, model_dir, tiny_prepared, tmp_path):
+def test_ranking_by_expected_f1_and_output_of_another_model_or_rule_refused(ray_session, backlog, model_dir,
+                                                                             tiny_prepared, tmp_path):
     out = str(tmp_path / "out")
-    score_backlog(model_dir, backlog["dir"], out, rows_per_shard=1000)
+    summary = score_backlog(model_dir, backlog["dir"], out, rows_per_shard=1000, rank_by="expected_f1",
+                            temperature=20.0)
+    assert summary["pick"] == "expected_f1 (T=20)"
+    # the same package as dpr evaluate --mbr 20 picks (T = 20: the untrained model's scores spread over tens)
+    _, pred = evaluate_models(load_model_dir(model_dir), backlog["test"], ["ag"], mbr_temperature=20.0)
+    mbr = pred.filter(pc.equal(pred["model"], "ag+mbr"))
+    results = io.read_table(io.join(out, "results"))
+    assert dict(zip(results["record_id"].to_pylist(), results["package"].to_pylist())) == \
+        dict(zip(mbr["record_id"].to_pylist(), mbr["drugs"].to_pylist()))
+    with pytest.raises(ValueError, match=r"scored picking by expected_f1 \(T=20\), not score"):
+        score_backlog(model_dir, backlog["dir"], out)
+    with pytest.raises(ValueError, match="serve.rank_by='best' must be one of"):
+        score_backlog(model_dir, backlog["dir"], str(tmp_path / "new"), rank_by="best")
     other = build_model_dir(str(tiny_prepared["dir"]), str(tmp_path / "wg"), "wg", seed=4)
     with pytest.raises(ValueError, match="scored with model version"):
         score_backlog(other, backlog["dir"], out)
@@ -178,5 +191,8 @@ def test_job_script_parses_its_arguments():
     args = parse(["--model-dir", "m", "--input", "s3://b/backlog", "--out", "o", "--num-actors", "3"])
     assert (args.model_dir, args.input, args.out, args.num_actors, args.rows_per_shard, args.num_gpus) == \
         ("m", "s3://b/backlog", "o", 3, 4096, None)
+    assert (args.rank_by, args.temperature) == ("score", 1.0)
+    args = parse(["--model-dir", "m", "--input", "i", "--out", "o", "--rank-by", "expected_f1", "--temperature", "2"])
+    assert (args.rank_by, args.temperature) == ("expected_f1", 2.0)
     with pytest.raises(SystemExit):
         parse(["--model-dir", "m"])  # --input and --out are required

@@ -225,13 +225,16 @@ def test_reload_through_user_config_without_restart(service, model_dirs, patient
     assert all(i["contextual_impact_factor"] is not None for i in body["explanation"]["interactions"])
     # an option change applies without loading the model again
     loaded = requests.get(url + "/v1/model", timeout=30).json()["loaded_at"]
-    reload_model(cfg.with_overrides(["serve.top_k=1"]), model_dirs["wg"], name="dpr-test", num_cpus=0.5, wait_s=120)
+    options = ["serve.top_k=1", "serve.rank_by=expected_f1", "serve.temperature=20"]
+    reload_model(cfg.with_overrides(options), model_dirs["wg"], name="dpr-test", num_cpus=0.5, wait_s=120)
     deadline = time.time() + 60
     while (m := requests.get(url + "/v1/model", timeout=30).json())["top_k"] != 1:
         assert time.time() < deadline, "top_k was not applied"
         time.sleep(0.5)
     assert m["loaded_at"] == loaded and m["version"] == want
-    assert len(post(service, "/v1/recommend", {"patient": patients[0]["patient"]}).json()["packages"]) == 1
+    assert (m["rank_by"], m["temperature"]) == ("expected_f1", 20.0)
+    (package,) = post(service, "/v1/recommend", {"patient": patients[0]["patient"]}).json()["packages"]
+    assert 0 <= package["expected_f1"] <= 1 and package["rank"] == 1
     # a bad model directory keeps the current model and says why
     reload_model(cfg, model_dirs["wg"] + "-missing", name="dpr-test", num_cpus=0.5, wait_s=120)
     deadline = time.time() + 60
@@ -266,6 +269,12 @@ def test_build_app_arguments(tmp_path):
     app = build_app({"model_dir": "s3://b/m", "num_replicas": "2", "num_cpus": "0.5"})
     d = app._bound_deployment
     assert d.num_replicas == 2 and d.user_config["model_dir"] == "s3://b/m"
+    assert (d.user_config["rank_by"], d.user_config["temperature"]) == ("score", 1.0)
+    app = build_app({"model_dir": "s3://b/m", "rank_by": "expected_f1", "temperature": "0.5"})
+    assert (app._bound_deployment.user_config["rank_by"], app._bound_deployment.user_config["temperature"]) == \
+        ("expected_f1", 0.5)
+    with pytest.raises(ValueError, match="serve.rank_by='f1' must be one of"):
+        build_app({"model_dir": "s3://b/m", "rank_by": "f1"})
     assert d.ray_actor_options["num_cpus"] == 0.5
     parse = runpy.run_path(str(Path(__file__).resolve().parents[2] / "jobs" / "serve.py"), run_name="jobs.serve")["parse"]
     args = parse(["--model-dir", "m", "--set", "serve.port=8080", "--num-cpus", "2"])

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from dpr_dist.eval.evaluate import evaluate
+from dpr_dist.eval.evaluate import evaluate, evaluate_models
 from dpr_dist.serve.inputs import InputError
 from dpr_dist.serve.model import model_version
 from dpr_dist.serve.service import DPRService
@@ -49,6 +49,40 @@ def test_recommend_picks_what_the_evaluator_picks(svc, raw_records, model_dirs):
         assert got == sorted(got, reverse=True) and 1 <= len(got) <= 3 and len(got) <= a["candidates"]
         assert [x["rank"] for x in a["packages"]] == list(range(1, len(got) + 1))
         assert a["explanation"]["drugs"] == a["packages"][0]["drugs"]
+
+
+def test_ranking_by_expected_f1_picks_what_evaluate_mbr_picks(svc, raw_records, model_dirs):
+    test = raw_records["test"].slice(0, 30)
+    ids = test["record_id"].to_pylist()
+    # the untrained model's scores spread over tens: T = 20 keeps the softmax from being one-hot
+    metrics, pred = evaluate_models(load_model_dir(model_dirs["ag"]), test, ["ag"], mbr_temperature=20.0)
+    want = pred.filter(pc.equal(pred["model"], "ag+mbr"))["drugs"].to_pylist()
+    mbr = svc.with_options(rank_by="expected_f1", temperature=20.0)
+    assert (svc.rank_by, mbr.rank_by, mbr.temperature, mbr.info()["rank_by"]) == ("score", "expected_f1", 20.0,
+                                                                                   "expected_f1")
+    prepared = mbr.prepare_patients(patients_of(raw_records["emr"], ids))
+    answers = mbr.recommend(prepared, top_k=10, explain=False)
+    packages, scores = mbr.pick(prepared)
+    by_score = svc.recommend(prepared, top_k=10, explain=False)
+    assert sum(a["packages"][0]["drugs"] != b["packages"][0]["drugs"] for a, b in zip(answers, by_score)) > 0
+    for a, b, p, best, w in zip(answers, by_score, packages, scores, want):
+        assert a["packages"][0]["drugs"] == w == [svc.names[i] for i in p]
+        assert a["packages"][0]["score"] == pytest.approx(best, rel=1e-5)  # the model's score of the pick
+        e = [x["expected_f1"] for x in a["packages"]]
+        assert e == sorted(e, reverse=True) and all(0 <= x <= 1 for x in e)
+        assert {tuple(x["drugs"]) for x in a["packages"]} == {tuple(x["drugs"]) for x in b["packages"]}
+        assert all(x["expected_f1"] is None for x in b["packages"])
+    best_of = mbr.score(prepared, [mbr.resolve_drugs(a["packages"][0]["drugs"]) for a in answers])
+    assert [s["best_candidate"]["drugs"] for s in best_of] == [a["packages"][0]["drugs"] for a in answers]
+    gen = mbr.generate(prepared, top_k=50)
+    for g in gen:
+        e = [x["expected_f1"] for x in g["packages"]]
+        assert e == sorted(e, reverse=True) and all(0 <= x <= 1 for x in e)
+    with pytest.raises(ValueError, match="serve.rank_by='f1' must be one of"):
+        svc.with_options(rank_by="f1")
+    for bad in (0.0, float("inf")):
+        with pytest.raises(ValueError, match=f"serve.temperature={bad} must be a finite number > 0"):
+            svc.with_options(rank_by="expected_f1", temperature=bad)
 
 
 def test_score_ranks_a_proposal_against_the_candidates(svc, raw_records):
