@@ -18,8 +18,10 @@ scores as trained by the candidate-ranking term (``train.rank_weight``), whose l
 cross-entropy fits ``softmax(s)`` to ``softmax(F1 / rank_tau)``; ``T -> 0`` is the
 paper's argmax; ``T -> inf`` ignores the model and picks the set's medoid.
 
-Everything is computed on the CSR packages of :meth:`Candidates.flat`, a chunk of queries
-at a time, with a sparse product for the pairwise intersections.
+Everything is computed from the CSR packages of :meth:`Candidates.flat`, a chunk of
+queries at a time: each query's candidates as a dense multi-hot ``[k, drugs]`` block, the
+pairwise intersections as one batched product ``[queries, k, k]``, so only pairs of the
+same query are ever computed.
 """
 
 from __future__ import annotations
@@ -27,10 +29,10 @@ from __future__ import annotations
 import numpy as np
 
 from dpr_dist.eval.candidates import Candidates
-from dpr_dist.eval.package_csr import multihot
 
-#: Candidates per chunk: the pairwise intersections of a chunk are one dense ``[n, n]`` array.
-CHUNK_CANDIDATES = 2048
+#: Dense cells per chunk: a chunk of queries is one ``[queries, k, drugs]`` multi-hot array
+#: (float32; 2**23 cells = 32 MiB).
+CHUNK_CELLS = 1 << 23
 
 
 def group_softmax(scores: np.ndarray, owner: np.ndarray, temperature: float) -> np.ndarray:
@@ -88,20 +90,25 @@ def expected_f1(cands: Candidates, scores: np.ndarray, temperature: float = 1.0)
     out = np.zeros(owner.size)
     if owner.size == 0:
         return out
-    x = multihot(csr, int(csr.indices.max(initial=-1)) + 1)
-    sizes = np.diff(x.indptr)  # distinct drugs per candidate
     edges = _query_edges(owner)
-    start = 0
-    while start < owner.size:  # whole queries, up to CHUNK_CANDIDATES candidates (at least one query)
-        end = int(edges[max(np.searchsorted(edges, start + CHUNK_CANDIDATES, side="right") - 1,
-                            np.searchsorted(edges, start, side="right"))])
-        xc = x[start:end]
-        inter = (xc @ xc.T).toarray()
-        denom = sizes[start:end, None] + sizes[None, start:end]
-        f1 = np.divide(2.0 * inter, denom, out=np.zeros_like(inter, dtype=np.float64), where=denom > 0)
-        same = owner[start:end, None] == owner[None, start:end]
-        out[start:end] = (f1 * same) @ p[start:end]
-        start = end
+    counts = np.diff(edges)
+    query = np.repeat(np.arange(counts.size), counts)  # rank of each candidate's query among those with any
+    slot = np.arange(owner.size) - edges[query]  # position within its query
+    k, v = int(counts.max()), int(csr.indices.max(initial=-1)) + 1
+    step = max(1, CHUNK_CELLS // max(k * v, 1))
+    for a in range(0, counts.size, step):  # whole queries, padded to [n, k, v]
+        b = min(a + step, counts.size)
+        lo, hi = int(edges[a]), int(edges[b])
+        x = np.zeros((b - a, k, max(v, 1)), dtype=np.float32)
+        cand = np.repeat(np.arange(lo, hi), np.diff(csr.indptr[lo: hi + 1]))
+        x[query[cand] - a, slot[cand], csr.indices[csr.indptr[lo]: csr.indptr[hi]]] = 1.0  # drugs counted once
+        inter = np.matmul(x, x.transpose(0, 2, 1)).astype(np.float64)  # [n, k, k] shared drugs
+        sizes = x.sum(axis=2, dtype=np.float64)
+        denom = sizes[:, :, None] + sizes[:, None, :]
+        f1 = np.divide(2.0 * inter, denom, out=np.zeros_like(inter), where=denom > 0)
+        pg = np.zeros((b - a, k))
+        pg[query[lo:hi] - a, slot[lo:hi]] = p[lo:hi]  # padding slots weigh 0
+        out[lo:hi] = np.einsum("nij,nj->ni", f1, pg)[query[lo:hi] - a, slot[lo:hi]]
     return out
 
 

@@ -64,12 +64,14 @@ def test_matches_a_brute_force_with_padding_empty_sets_and_chunks(monkeypatch):
     sets = [[sorted(rng.choice(30, int(rng.integers(1, 8)), replace=False).tolist())
              for _ in range(int(rng.integers(0, 6)))] for _ in range(40)]
     sets[3] = []  # a query without candidates
+    sets[5] = [[1, 1, 2], [2, 1]]  # a repeated drug counts once: the two packages are equal
     c = _candidates(sets, 5)
     scores = rng.normal(size=sum(len(s) for s in sets))
     want = _brute(sets, scores, 0.7)
     assert mbr.expected_f1(c, scores, 0.7) == pytest.approx(want, abs=1e-12)
-    monkeypatch.setattr(mbr, "CHUNK_CANDIDATES", 7)  # many chunks, each ending on a query boundary
-    assert mbr.expected_f1(c, scores, 0.7) == pytest.approx(want, abs=1e-12)
+    for cells in (1, 5 * 30 * 3):  # one query per chunk; three queries per chunk
+        monkeypatch.setattr(mbr, "CHUNK_CELLS", cells)
+        assert mbr.expected_f1(c, scores, 0.7) == pytest.approx(want, abs=1e-12)
     slot, picked = mbr.mbr_pick(c, scores, 0.7)
     assert slot[3] == -1 and picked[3].size == 0
 
