@@ -145,7 +145,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def cmd_pipeline(args: argparse.Namespace) -> int:
     from dpr_dist.eval.pipeline import pipeline
 
-    result = pipeline(_load(args), args.emr, args.ddi, args.out, args.models)
+    result = pipeline(_load(args), args.emr, args.ddi, args.out, args.models, mbr_temperature=args.mbr)
     print(f"metrics -> {result['metrics_path']}\npredictions -> {result['predictions_path']}")
     return 0
 

@@ -207,6 +207,10 @@ def make_parser(handlers: Mapping[str, Callable[[argparse.Namespace], int]]) -> 
                    help="comma-separated models to train and evaluate: ncf, nn, package2vec, lda, br, dam, gnn, "
                         "wg, ag, the ablations wg_context, wg_type, ag_mask, ag_type, and popularity "
                         "(default: the paper's Table 4, ncf,nn,package2vec,lda,br,dam,gnn,wg,ag)")
+    p.add_argument("--mbr", nargs="?", const=1.0, type=float, metavar="T",
+                   help="also give each candidate-picking model the entry <model>+mbr: its pick of highest "
+                        "expected F1 under softmax(score / T), from the same scores (T defaults to 1; "
+                        "docs/training.md)")
     _config_args(p)
 
     p = add("serve", handlers["serve"], "serve a model directory over HTTP with Ray Serve",

@@ -120,7 +120,7 @@ def prepare_inputs(cfg: Config) -> dict[str, Any]:
 
 
 def pipeline(cfg: Config, emr: str, ddi: str, out: str, models: str | Sequence[str] = PIPELINE_MODELS, *,
-             split: str = "test") -> dict[str, Any]:
+             split: str = "test", mbr_temperature: float | None = None) -> dict[str, Any]:
     """Prepare, pre-train, train each model, evaluate on ``split`` and write the results.
 
     Args:
@@ -132,6 +132,9 @@ def pipeline(cfg: Config, emr: str, ddi: str, out: str, models: str | Sequence[s
         models: Models, e.g. ``"ncf,nn,package2vec,lda,br,dam,gnn,wg,ag"`` (any of
             :data:`KNOWN_MODELS`).
         split: The split the metrics are computed on.
+        mbr_temperature: With a temperature, each candidate-picking model also gets the
+            entry ``<model>+mbr``: its pick of highest expected F1 under
+            ``softmax(scores / T)`` (:mod:`dpr_dist.eval.mbr`), from the same scores.
 
     Returns:
         ``{"metrics": {model: metrics}, "model_dirs": {model: dir}, "table": str,
@@ -156,13 +159,15 @@ def pipeline(cfg: Config, emr: str, ddi: str, out: str, models: str | Sequence[s
     for m in names:
         path = dirs["ncf" if m == "popularity" else m]
         bundle = load_model_dir(path)
-        mets, pred = evaluate_models(bundle, records, [m])
+        mets, pred = evaluate_models(bundle, records, [m], mbr_temperature=mbr_temperature)
         metrics = mets[m]
         if m != "popularity":
             update_metrics(path, {split: metrics})
             metrics = {**metrics, "best_val_f1": bundle.metrics.get("best_val_f1"),
                        "best_epoch": bundle.metrics.get("best_epoch"), "model_dir": path}
         results[m] = metrics
+        if f"{m}+mbr" in mets:
+            results[f"{m}+mbr"] = {**mets[f"{m}+mbr"], "model_dir": path}
         tables.append(pred.select(["record_id", "model", "drugs"]))
     metrics_path, predictions_path = io.join(out, "metrics.json"), io.join(out, "predictions.parquet")
     io.write_json(results, metrics_path)

@@ -67,13 +67,14 @@ def test_pipeline_command_writes_metrics_and_predictions(pipeline_run, tmp_path,
     shutil.copytree(pipeline_run["out"] / "runs" / "tiny-ncf", out / "runs" / "tiny-ncf")
     code = main(["pipeline", "--emr", pipeline_run["emr"], "--ddi", pipeline_run["ddi"], "--out", str(out),
                  "--models", "ncf,nn,popularity", "--config", str(REPO / "configs" / "tiny.yaml"), "--seed", "0",
-                 "--set", "train.epochs=1", "--set", "train.pretrain_epochs=1"])
+                 "--set", "train.epochs=1", "--set", "train.pretrain_epochs=1", "--mbr"])
     assert code == 0
     printed = capsys.readouterr().out
     assert f"metrics -> {out / 'metrics.json'}" in printed
 
     metrics = json.loads((out / "metrics.json").read_text())
-    assert list(metrics) == ["ncf", "nn", "popularity"]
+    assert list(metrics) == ["ncf", "nn", "nn+mbr", "popularity"]  # NN's expected-F1 pick: the medoid
+    assert metrics["nn+mbr"]["mbr_temperature"] == 1.0
     test = read_records(str(out / "prepared"), "test")
     for name, m in metrics.items():
         assert m["n"] == test.num_rows and 0 <= m["f1"] <= 1, name
@@ -82,7 +83,7 @@ def test_pipeline_command_writes_metrics_and_predictions(pipeline_run, tmp_path,
 
     pred = pq.read_table(out / "predictions.parquet")
     assert pred.column_names == ["record_id", "model", "drugs"]
-    assert pred.num_rows == 3 * test.num_rows
+    assert pred.num_rows == 4 * test.num_rows
     names = pq.read_table(out / "prepared" / "vocab" / "drugs.parquet")["name"].to_pylist()
     true = {rid: {names[i] for i in ids} for rid, ids in zip(test["record_id"].to_pylist(),
                                                              test["drug_ids"].to_pylist())}

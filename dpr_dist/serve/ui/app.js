@@ -246,8 +246,11 @@ async function recommend(kind) {
       return;
     }
     const best = resp.packages[0];
+    // with serve.rank_by = expected_f1 the packages come ordered by expected F1, and carry it
+    const scoreText = (p) => `${fmt(p.score)}`
+      + (p.expected_f1 !== null && p.expected_f1 !== undefined ? ` (expected F1 ${fmt(p.expected_f1, 3)})` : "");
     $("rec-title").textContent = `${kind === "generate" ? "Best generated package" : "Recommended package"}: `
-      + `score ${fmt(best.score)} (${resp.model}, version ${resp.model_version})`;
+      + `score ${scoreText(best)} (${resp.model}, version ${resp.model_version})`;
     await renderPackage($("rec-package"), resp.explanation, "rec");
     $("cands-info").textContent = `${resp.packages.length} best of ${resp.candidates} packages compared`
       + (kind === "generate" ? " (s2, s3: made by the generation heuristic)." : " (packages of similar patients).");
@@ -256,7 +259,7 @@ async function recommend(kind) {
       + (p.rules.length ? `: ${p.rules.map((x) => `${x.rule} ${x.drug}${x.partner ? ` / ${x.partner}` : ""}`)
         .join("; ")}` : "");
     $("rec-candidates").tBodies[0].replaceChildren(...resp.packages.map((p) => el("tr", {},
-      el("td", {}, p.rank), el("td", {}, p.drugs.join(", ")), el("td", {}, fmt(p.score)), el("td", {}, source(p)),
+      el("td", {}, p.rank), el("td", {}, p.drugs.join(", ")), el("td", {}, scoreText(p)), el("td", {}, source(p)),
       el("td", {}, el("button", { type: "button", class: "show", "data-rank": p.rank }, `Show #${p.rank}`)))));
     for (const b of document.querySelectorAll("#rec-candidates button.show")) {
       const pkg = resp.packages[Number(b.dataset.rank) - 1];
