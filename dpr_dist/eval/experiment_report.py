@@ -76,7 +76,8 @@ def _mbr_section(opts: ExperimentOptions, mbr_rows: list[list[str]]) -> list[str
             "of highest expected F1 against the others under softmax(scores / T) instead of the best-scoring one "
             "(docs/training.md). The first F1 column repeats the best-scoring pick's. "
             + ("At T = ∞ every model picks the candidate set's medoid." if np.isinf(opts.mbr) else
-               "NN scores every candidate the same, so its row is the candidate set's medoid."))
+               "NN scores every candidate the same, so its row is the candidate set's medoid."
+               if any(r[0] == LABELS["nn"] for r in mbr_rows) else ""))
     return [text, markdown_table(["Model", "F1 (best score)", *HEADERS], mbr_rows)]
 
 

@@ -283,7 +283,8 @@ def test_table_with_expected_f1_picks(tmp_path):
     # DPR-AG: F1 0.1200 / 0.1210 at seeds 0 / 1 picking the best score, 0.01 more by expected F1
     assert [c.strip() for c in rows[-1][1:]] == ["0.1205 ± 0.0007", "0.1205 ± 0.0007"]  # precision unchanged
     assert "| DPR-AG | 0.1205 ± 0.0007 | 0.1205 ± 0.0007 | 0.2205 ± 0.0007 | 0.1305 ± 0.0007 |" in mbr
-    assert "medoid" in mbr and "True packages' antagonism rate" in mbr
+    assert "its row is the candidate set's medoid" in mbr and "True packages' antagonism rate" in mbr
+    assert "medoid" not in SECTIONS["table5"](runs, opts, str(tmp_path))  # no NN row
     inf = SECTIONS["table5"](runs, replace(opts, mbr=float("inf")), str(tmp_path))
     assert "Picking by expected F1 (T = ∞)" in inf and "every model picks the candidate set's medoid" in inf
 
