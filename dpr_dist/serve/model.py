@@ -184,11 +184,6 @@ class LoadedModel:
         u = encode_records(self.model.encode, prepared, v, bs, self.device)
         return u_ncf, u
 
-    def order_key(self, cands: Candidates, scores: np.ndarray) -> np.ndarray | None:
-        """``[C]`` expected F1 of every candidate when ranking by it (flat order of
-        :meth:`Candidates.flat`, aligned with ``scores``), else None (rank by score)."""
-        return expected_f1(cands, scores, self.temperature) if self.rank_by == "expected_f1" else None
-
     def rank(self, prepared: pa.Table) -> Ranked:
         """Candidate sets of the prepared patients, scored by the package model and ordered
         by ``rank_by``."""
@@ -200,7 +195,7 @@ class LoadedModel:
         valid = cands.valid
         grid = np.full(valid.shape, -np.inf)
         grid[valid] = scores
-        key = self.order_key(cands, scores)
+        key = expected_f1(cands, scores, self.temperature) if self.rank_by == "expected_f1" else None
         expected = None
         if key is not None:
             expected = np.full(valid.shape, -np.inf)

@@ -38,6 +38,7 @@ import torch
 from dpr_dist.eval.evaluate import candidate_graphs
 from dpr_dist.eval.generation import GenerationConfig, flatten, generate_batch, ranks_from_scores
 from dpr_dist.eval.generation_eval import as_candidates
+from dpr_dist.eval.mbr import expected_f1
 from dpr_dist.eval.package_csr import packages_to_csr
 from dpr_dist.serve.inputs import InputError
 from dpr_dist.serve.model import LoadedModel, Ranked
@@ -152,7 +153,8 @@ class DPRService(LoadedModel):
             graphs, own, u = graphs.to(self.device), own.to(self.device), u.to(self.device)
         with torch.no_grad():
             scores = self.model.score(u, graphs, own).double().cpu().numpy() if len(owner) else np.zeros(0)
-        key = self.order_key(as_candidates(generated)[0], scores)  # same flat order as flatten()
+        key = (expected_f1(as_candidates(generated)[0], scores, self.temperature)  # flat order: flatten()'s
+               if self.rank_by == "expected_f1" else None)
         ks = self._ks(top_k, len(generated))
         out, start, firsts = [], 0, []
         for i, pkgs in enumerate(generated):
