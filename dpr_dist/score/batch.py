@@ -117,7 +117,8 @@ class BacklogScorer:
 # ----------------------------------------------------------------------------- the job
 def score_backlog(model_dir: str, input_uri: str, out: str, *, num_actors: int = 1, rows_per_shard: int = 4096,
                   batch_size: int = 512, num_gpus: float | None = None, rank_by: str = "score",
-                  temperature: float = 1.0, on_shard_done: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+                  temperature: float = 1.0,
+                  on_shard_done: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Recommend a package for every patient of a backlog; resumable (see the module docstring).
 
     Args:

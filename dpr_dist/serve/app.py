@@ -83,8 +83,8 @@ class _Backend:
                     and config.get("device") == self.options.get("device")
                     and model_version(model_dir) == current.version)  # only options changed: no reload
             svc = current if same else DPRService.load(model_dir, device=config.get("device") or None)
-            svc = svc.with_options(top_k=top_k, rank_by=rank_by, temperature=temperature, generation=generation_config(config.get("generation"),
-                                                                             svc.bundle.threshold))
+            svc = svc.with_options(top_k=top_k, rank_by=rank_by, temperature=temperature,
+                                   generation=generation_config(config.get("generation"), svc.bundle.threshold))
         except Exception as exc:  # noqa: BLE001 - reported, the current model stays
             if self.service is None:
                 raise

@@ -230,5 +230,6 @@ class LoadedModel:
                 "created": b.info.get("created"), "loaded_at": self.loaded_at, "num_drugs": b.num_drugs,
                 "num_doc_words": b.num_doc_words, "training_patients": len(b.index), "threshold": b.threshold,
                 "neighbors": self.neighbors, "top_k": self.top_k, "rank_by": self.rank_by,
-                "temperature": self.temperature if self.rank_by == "expected_f1" else None, "descriptions": self.descriptions.source,
+                "temperature": self.temperature if self.rank_by == "expected_f1" else None,
+                "descriptions": self.descriptions.source,
                 "manifest": b.manifest, "metrics": b.metrics}

@@ -123,7 +123,8 @@ class DPRService(LoadedModel):
                 cand = self._package(r, i, s)
                 if best is None:
                     best = {"rank": 1, "drugs": self._names(cand), "score": float(r.grid[i, s]),
-                            "expected_f1": None if r.expected is None else float(r.expected[i, s]), "origin": "candidate", "similarity": float(r.cands.similarity[i, s]), "rules": []}
+                            "expected_f1": None if r.expected is None else float(r.expected[i, s]),
+                            "origin": "candidate", "similarity": float(r.cands.similarity[i, s]), "rules": []}
                 if r.grid[i, s] > mine[i] and not np.array_equal(np.sort(cand), np.sort(pkg)):
                     higher += 1
             out.append({**self._head(prepared, i), "drugs": self._names(pkg), "score": float(mine[i]),
