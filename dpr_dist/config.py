@@ -150,6 +150,11 @@ class TrainConfig:
         hard_negatives: How many of a patient's ``negative_ratio`` negatives are drawn
             from its candidate neighbourhood instead of the global batch (0: all from the
             global batch; measured worse on the demo data, ``docs/training.md``).
+        tensorboard_dir: TensorBoard event files of every run under ``DIR/<run name>``
+            ("" = off; a local or shared path, :mod:`dpr_dist.train.tracking`).
+        mlflow_uri: MLflow tracking URI every run logs to ("" = off), e.g.
+            ``http://mlflow:5000`` or ``sqlite:///runs/mlflow.db``.
+        mlflow_experiment: The MLflow experiment of those runs.
     """
 
     epochs: int = 5
@@ -170,8 +175,14 @@ class TrainConfig:
     rank_tau: float = 0.1
     rank_neighbors: int = 10
     hard_negatives: int = 0
+    tensorboard_dir: str = ""
+    mlflow_uri: str = ""
+    mlflow_experiment: str = "dpr-dist"
 
     def __post_init__(self) -> None:
+        if self.tensorboard_dir.startswith("s3://"):
+            raise ValueError(f"TrainConfig.tensorboard_dir={self.tensorboard_dir!r} must be a local or shared path "
+                             "(TensorBoard event files are appended to, which S3 does not do)")
         if self.rank_weight < 0 or self.rank_tau <= 0 or self.rank_neighbors < 1:
             raise ValueError(f"TrainConfig: rank_weight={self.rank_weight} must be >= 0, rank_tau={self.rank_tau} "
                              f"> 0 and rank_neighbors={self.rank_neighbors} >= 1")

@@ -85,6 +85,8 @@ def fit(cfg: Config, kind: str, epochs: int, val: ValidationData, pretrained: di
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    from dpr_dist.train.tracking import tracking_callbacks
+
     tc = cfg.train
     done = stored_run(io.join(tc.storage_path, run_name(cfg, kind)))
     if done is not None and checkpoint_state(tc.storage_path, done.checkpoint)["next_epoch"] >= epochs:
@@ -110,7 +112,8 @@ def fit(cfg: Config, kind: str, epochs: int, val: ValidationData, pretrained: di
             name=run_name(cfg, kind), storage_path=storage_path, storage_filesystem=storage_fs,
             failure_config=FailureConfig(max_failures=tc.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="val_f1",
-                                               checkpoint_score_order="max")),
+                                               checkpoint_score_order="max"),
+            callbacks=tracking_callbacks(cfg, run_name(cfg, kind), epochs)),
         datasets={"train": ds},
         dataset_config=DataConfig(datasets_to_split=["train"], execution_options=ingest),
     )

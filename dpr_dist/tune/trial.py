@@ -28,6 +28,7 @@ from dpr_dist.eval.metrics import mean_package_size
 from dpr_dist.train.collate import RECORD_COLUMNS, package_csr
 from dpr_dist.train.prepared import Prepared, read_records, train_dataset
 from dpr_dist.train.run import load_ncf, training_neighbourhood
+from dpr_dist.train.tracking import tracking_callbacks
 from dpr_dist.train.worker import RunSpec, ValidationData, train_loop
 from dpr_dist.tune.cleanup import RegisterPlacementGroup
 from dpr_dist.tune.space import EPOCHS_KEY, trial_config, worker_resources
@@ -89,17 +90,19 @@ def run_trial(config: dict, ctx: TrialContext) -> None:
     ingest = DataConfig.default_ingest_options()
     ingest.preserve_order = True  # deterministic shards, as in dpr_dist.train.run.fit
     path, fs = ctx.runs
+    name = train_run_name(ray.tune.get_context().get_trial_id(), kind)
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={"spec": spec},
         scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=tc.use_gpu,
                                      resources_per_worker=worker_resources(cfg)),
         run_config=RunConfig(
-            name=train_run_name(ray.tune.get_context().get_trial_id(), kind), storage_path=path,
+            name=name, storage_path=path,
             storage_filesystem=fs, failure_config=FailureConfig(max_failures=tc.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="val_f1",
                                                checkpoint_score_order="max"),
-            callbacks=[EpochReport(), RegisterPlacementGroup(ctx.reaper)]),
+            callbacks=[EpochReport(), RegisterPlacementGroup(ctx.reaper),
+                       *tracking_callbacks(cfg, name, tc.epochs)]),
         datasets={"train": ctx.dataset},
         dataset_config=DataConfig(datasets_to_split=["train"], execution_options=ingest),
     )

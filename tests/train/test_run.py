@@ -37,7 +37,8 @@ def setup(tiny_prepared, tmp_path_factory):
     shutil.copytree(tiny_prepared["dir"], prepared)
     cfg = load_config(REPO / "configs" / "tiny.yaml",
                       [f"data.prepared={prepared}", f"train.storage_path={root / 'ray'}",
-                       "train.rank_weight=1.0"])  # the demo's training: paper loss + candidate ranking
+                       "train.rank_weight=1.0",  # the demo's training: paper loss + candidate ranking
+                       f"train.tensorboard_dir={root / 'tb'}", f"train.mlflow_uri=sqlite:///{root / 'mlflow.db'}"])
     return cfg, root
 
 
@@ -108,6 +109,27 @@ def test_candidate_ranking_term_trains_when_enabled(faulted):
     for h in faulted["metrics"]["history"]:
         assert h["rank_loss"] > 0  # each patient's own candidate set was scored and ranked
         assert h["hood_neg_share"] == 0.0  # all BPR negatives from the global batch
+
+
+def test_tensorboard_and_mlflow_follow_the_run_through_the_fault(faulted):
+    from test_tracking import mlflow_runs, tensorboard_scalars
+
+    cfg, root, history = faulted["cfg"], faulted["root"], faulted["metrics"]["history"]
+    epochs = list(range(cfg.train.epochs))
+    tb = tensorboard_scalars(root / "tb" / "tiny-ag")
+    assert {"loss", "val_f1", "best_val_f1", "samples_per_s", "rank_loss"} <= set(tb)
+    for key in ("loss", "val_f1"):
+        last = dict(tb[key])  # an epoch redone after the fault is logged again; the last value is the kept one
+        assert sorted(last) == epochs
+        assert [last[e] for e in epochs] == pytest.approx([h[key] for h in history], rel=1e-6)
+    assert sorted(dict(tensorboard_scalars(root / "tb" / "tiny-ncf")["loss"])) == list(
+        range(cfg.train.pretrain_epochs))  # the pre-training run is its own TensorBoard run
+    runs = mlflow_runs(cfg.train.mlflow_uri)
+    ag = runs["tiny-ag"]  # one MLflow run across the worker group's restart (same controller)
+    assert ag["status"] == "FINISHED" and ag["params"]["train.rank_weight"] == "1.0"
+    last = dict(ag["metrics"]["val_f1"])
+    assert [last[e] for e in epochs] == pytest.approx([h["val_f1"] for h in history], rel=1e-9)
+    assert runs["tiny-ncf"]["status"] == "FINISHED" and runs["tiny-ncf"]["params"]["model.name"] == cfg.model.name
 
 
 def test_same_seed_same_metrics_with_s3_storage(faulted, s3_server):
