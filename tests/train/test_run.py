@@ -112,7 +112,7 @@ def test_candidate_ranking_term_trains_when_enabled(faulted):
 
 
 def test_tensorboard_and_mlflow_follow_the_run_through_the_fault(faulted):
-    from test_tracking import mlflow_runs, tensorboard_scalars
+    from tracking_files import mlflow_runs, tensorboard_scalars
 
     cfg, root, history = faulted["cfg"], faulted["root"], faulted["metrics"]["history"]
     epochs = list(range(cfg.train.epochs))

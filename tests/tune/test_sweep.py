@@ -208,7 +208,7 @@ def sweep(tiny_prepared, tmp_path_factory):
         f"data.prepared={prepared}", f"train.storage_path={root / 'ray'}", "train.num_workers=1",
         "train.epochs=2", "train.pretrain_epochs=1", "tune.num_samples=4", "tune.max_concurrent=1",
         "tune.grace_period=1", "tune.reduction_factor=2", "tune.name=tiny-sweep", "tune.dim=[8, 64]",
-        "tune.rank_weight=[0, 1]"])
+        "tune.rank_weight=[0, 1]", f"train.tensorboard_dir={root / 'tb'}"])
     pretrain(replace(cfg, train=replace(cfg.train, name="given")))
     given = root / "ray" / "given-ncf"
     summary = run_sweep(cfg, pretrained=str(given))
@@ -254,6 +254,19 @@ def test_asha_stops_a_trial_below_the_rung_median():
 
     # rung at epoch 1: the second trial falls below the first; the third ties the median and goes on
     assert _asha_epochs(cfg, [trial(0.5, 0.6), trial(0.4, 0.9), trial(0.45, 0.5)]) == [2, 1, 2]
+
+
+@pytest.mark.slow
+def test_every_trial_logs_its_epochs_to_tensorboard(sweep):
+    from tracking_files import tensorboard_scalars
+
+    tb = sweep["cfg"].train.tensorboard_dir
+    for r in sweep["table"].to_pylist():  # the trial's Train run, <trial id>-ag, is its own TensorBoard run
+        logged = tensorboard_scalars(Path(tb) / f"{r['trial_id']}-ag")
+        results = _trial_results(sweep["dir"], r["trial_id"])
+        assert [s for s, _ in logged["val_f1"]] == list(range(r["epochs"]))
+        assert [v for _, v in logged["val_f1"]] == pytest.approx([x["val_f1"] for x in results], rel=1e-6)
+    assert (Path(tb) / "given-ncf").is_dir()  # the pre-training made before the sweep
 
 
 @pytest.mark.slow
