@@ -127,8 +127,18 @@ class MLflowLogger(UserCallback):
             self._client.set_terminated(self._run_id, status="FINISHED")
 
 
+def _driver_path(uri: str) -> str:
+    """A relative TensorBoard directory or ``sqlite:///`` file made absolute on the driver: the
+    loggers run in the Ray Train controller, whose working directory may differ."""
+    if uri.startswith("sqlite:///"):
+        path = uri[len("sqlite:///"):]
+        return uri if os.path.isabs(path) else "sqlite:///" + os.path.abspath(path)
+    return uri if "://" in uri else os.path.abspath(uri)
+
+
 def tracking_callbacks(cfg: Config, run: str, epochs: int) -> list[UserCallback]:
-    """The loggers ``cfg.train`` asks for, for the Ray Train run ``run`` of ``epochs`` epochs.
+    """The loggers ``cfg.train`` asks for, for the Ray Train run ``run`` of ``epochs`` epochs
+    (relative paths resolved on the driver).
 
     Raises:
         ImportError: when ``train.mlflow_uri`` is set and ``mlflow`` is not installed
@@ -137,10 +147,10 @@ def tracking_callbacks(cfg: Config, run: str, epochs: int) -> list[UserCallback]
     tc = cfg.train
     out: list[UserCallback] = []
     if tc.tensorboard_dir:
-        out.append(TensorBoardLogger(tc.tensorboard_dir, run))
+        out.append(TensorBoardLogger(_driver_path(tc.tensorboard_dir), run))
     if tc.mlflow_uri:
         if importlib.util.find_spec("mlflow") is None:
             raise ImportError("train.mlflow_uri is set but mlflow is not installed: pip install mlflow-skinny "
                               "(the project's dev extra has it)")
-        out.append(MLflowLogger(tc.mlflow_uri, tc.mlflow_experiment, run, flat_params(cfg), epochs))
+        out.append(MLflowLogger(_driver_path(tc.mlflow_uri), tc.mlflow_experiment, run, flat_params(cfg), epochs))
     return out

@@ -50,12 +50,19 @@ def test_mlflow_logger_logs_params_metrics_and_finishes(tmp_path, monkeypatch):
     assert len(run["params"]) == len(flat_params(cfg)) > 10
 
 
-def test_tracking_callbacks_follow_the_config(tmp_path):
+def test_tracking_callbacks_follow_the_config(tmp_path, monkeypatch):
     cfg = load_config(REPO / "configs" / "tiny.yaml")
     assert tracking_callbacks(cfg, "tiny-ag", 3) == []
     cfg = replace(cfg, train=replace(cfg.train, tensorboard_dir=str(tmp_path), mlflow_uri="sqlite:///x.db"))
     tb, ml = tracking_callbacks(cfg, "tiny-ag", 3)
     assert isinstance(tb, TensorBoardLogger) and tb.path == str(tmp_path / "tiny-ag")
     assert isinstance(ml, MLflowLogger) and (ml.run, ml.epochs, ml.experiment) == ("tiny-ag", 3, "dpr-dist")
+    # relative paths are resolved on the driver (the loggers run in the controller, elsewhere)
+    monkeypatch.chdir(tmp_path)
+    cfg = replace(cfg, train=replace(cfg.train, tensorboard_dir="tb", mlflow_uri="sqlite:///runs/mlflow.db"))
+    tb, ml = tracking_callbacks(cfg, "tiny-ag", 3)
+    assert tb.path == str(tmp_path / "tb" / "tiny-ag") and ml.uri == f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"
+    cfg = replace(cfg, train=replace(cfg.train, mlflow_uri="http://mlflow:5000"))
+    assert tracking_callbacks(cfg, "tiny-ag", 3)[1].uri == "http://mlflow:5000"
     with pytest.raises(ValueError, match="tensorboard_dir='s3://b/tb' must be a local or shared path"):
         load_config(REPO / "configs" / "tiny.yaml", ["train.tensorboard_dir=s3://b/tb"])
