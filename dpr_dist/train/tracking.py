@@ -18,7 +18,8 @@ numbers, :mod:`dpr_dist.train.worker`). Nothing runs on the workers' hot path.
   The directory is a path on the controller's node, which Ray Train places on the
   driver's (``tensorboard --logdir DIR`` there, or a shared file system).
 * MLflow (:class:`MLflowLogger`): one MLflow run per Ray Train run (or resumed part of
-  one) in the experiment ``train.mlflow_experiment``, named after the Ray Train run, with
+  one; a sweep's trials instead get Ray Tune's ``MLflowLoggerCallback``,
+  :func:`sweep_callbacks`) in the experiment ``train.mlflow_experiment``, named after the Ray Train run, with
   the whole configuration as parameters; marked finished after its last epoch. Any
   tracking URI MLflow accepts (``http://mlflow:5000``, ``sqlite:///path/mlflow.db``).
   Needs ``mlflow`` (``pip install -e '.[dev]'`` brings ``mlflow-skinny``).
@@ -136,9 +137,16 @@ def _driver_path(uri: str) -> str:
     return uri if "://" in uri else os.path.abspath(uri)
 
 
-def tracking_callbacks(cfg: Config, run: str, epochs: int) -> list[UserCallback]:
+def _need_mlflow() -> None:
+    if importlib.util.find_spec("mlflow") is None:
+        raise ImportError("train.mlflow_uri is set but mlflow is not installed: pip install mlflow-skinny "
+                          "(the project's dev extra has it)")
+
+
+def tracking_callbacks(cfg: Config, run: str, epochs: int, mlflow: bool = True) -> list[UserCallback]:
     """The loggers ``cfg.train`` asks for, for the Ray Train run ``run`` of ``epochs`` epochs
-    (relative paths resolved on the driver).
+    (relative paths resolved on the driver). ``mlflow=False`` leaves MLflow out (a sweep's
+    trials: :func:`sweep_callbacks` logs them).
 
     Raises:
         ImportError: when ``train.mlflow_uri`` is set and ``mlflow`` is not installed
@@ -148,9 +156,21 @@ def tracking_callbacks(cfg: Config, run: str, epochs: int) -> list[UserCallback]
     out: list[UserCallback] = []
     if tc.tensorboard_dir:
         out.append(TensorBoardLogger(_driver_path(tc.tensorboard_dir), run))
-    if tc.mlflow_uri:
-        if importlib.util.find_spec("mlflow") is None:
-            raise ImportError("train.mlflow_uri is set but mlflow is not installed: pip install mlflow-skinny "
-                              "(the project's dev extra has it)")
+    if tc.mlflow_uri and mlflow:
+        _need_mlflow()
         out.append(MLflowLogger(_driver_path(tc.mlflow_uri), tc.mlflow_experiment, run, flat_params(cfg), epochs))
     return out
+
+
+def sweep_callbacks(cfg: Config) -> list:
+    """The Tune callbacks of a sweep (``dpr tune``): with ``train.mlflow_uri``, Ray Tune's own
+    ``MLflowLoggerCallback``, one MLflow run per trial with the trial's hyperparameters as
+    parameters, its results as metrics, and its end (completed, stopped by ASHA, failed) as
+    the run's status. The trials' Train runs then log to TensorBoard only."""
+    if not cfg.train.mlflow_uri:
+        return []
+    _need_mlflow()
+    from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+    return [MLflowLoggerCallback(tracking_uri=_driver_path(cfg.train.mlflow_uri),
+                                 experiment_name=cfg.train.mlflow_experiment, save_artifact=False)]

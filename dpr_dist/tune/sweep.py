@@ -37,6 +37,7 @@ from dpr_dist.models.variants import VARIANTS
 from dpr_dist.runtime import ensure_ray
 from dpr_dist.train.prepared import Prepared, load_prepared
 from dpr_dist.train.run import pretrain, pretrained_checkpoint, pretrained_record, run_name
+from dpr_dist.train.tracking import sweep_callbacks
 from dpr_dist.tune import report
 from dpr_dist.tune.cleanup import PlacementGroupReaper
 from dpr_dist.tune.space import (EPOCHS_KEY, METRIC, asha_scheduler, default_point, max_concurrent_trials,
@@ -130,7 +131,8 @@ def _tuner(cfg: Config, ctx: TrialContext, space: dict) -> tuple[ray.tune.Tuner,
                                         num_samples=t.num_samples, max_concurrent_trials=concurrent,
                                         trial_dirname_creator=_trial_dirname),
         run_config=ray.tune.RunConfig(name=name, storage_path=parent, storage_filesystem=fs,
-                                      failure_config=ray.tune.FailureConfig(max_failures=cfg.train.max_failures)),
+                                      failure_config=ray.tune.FailureConfig(max_failures=cfg.train.max_failures),
+                                      callbacks=sweep_callbacks(cfg)),
     )
     return tuner, False
 

@@ -102,7 +102,8 @@ def run_trial(config: dict, ctx: TrialContext) -> None:
             checkpoint_config=CheckpointConfig(num_to_keep=2, checkpoint_score_attribute="val_f1",
                                                checkpoint_score_order="max"),
             # the trackers first: ASHA may stop the trial on the result EpochReport hands to Tune
-            callbacks=[*tracking_callbacks(cfg, name, tc.epochs), EpochReport(), RegisterPlacementGroup(ctx.reaper)]),
+            callbacks=[*tracking_callbacks(cfg, name, tc.epochs, mlflow=False), EpochReport(),
+                       RegisterPlacementGroup(ctx.reaper)]),
         datasets={"train": ctx.dataset},
         dataset_config=DataConfig(datasets_to_split=["train"], execution_options=ingest),
     )

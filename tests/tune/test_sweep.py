@@ -208,7 +208,8 @@ def sweep(tiny_prepared, tmp_path_factory):
         f"data.prepared={prepared}", f"train.storage_path={root / 'ray'}", "train.num_workers=1",
         "train.epochs=2", "train.pretrain_epochs=1", "tune.num_samples=4", "tune.max_concurrent=1",
         "tune.grace_period=1", "tune.reduction_factor=2", "tune.name=tiny-sweep", "tune.dim=[8, 64]",
-        "tune.rank_weight=[0, 1]", f"train.tensorboard_dir={root / 'tb'}"])
+        "tune.rank_weight=[0, 1]", f"train.tensorboard_dir={root / 'tb'}",
+        f"train.mlflow_uri=sqlite:///{root / 'mlflow.db'}"])
     pretrain(replace(cfg, train=replace(cfg.train, name="given")))
     given = root / "ray" / "given-ncf"
     summary = run_sweep(cfg, pretrained=str(given))
@@ -267,6 +268,23 @@ def test_every_trial_logs_its_epochs_to_tensorboard(sweep):
         assert [s for s, _ in logged["val_f1"]] == list(range(r["epochs"]))
         assert [v for _, v in logged["val_f1"]] == pytest.approx([x["val_f1"] for x in results], rel=1e-6)
     assert (Path(tb) / "given-ncf").is_dir()  # the pre-training made before the sweep
+
+
+@pytest.mark.slow
+def test_every_trial_is_one_mlflow_run_that_ends_with_it(sweep):
+    from tracking_files import mlflow_runs
+
+    runs = mlflow_runs(sweep["cfg"].train.mlflow_uri)
+    table = sweep["table"].to_pylist()
+    # Tune's MLflowLoggerCallback: one run per trial; the pre-training before the sweep is a Train run of its own
+    assert sorted(runs) == sorted(["given-ncf", *(f"run_trial_{r['trial_id']}" for r in table)])
+    for r in table:
+        run = runs[f"run_trial_{r['trial_id']}"]
+        assert run["status"] == "FINISHED"  # also the trials ASHA stopped
+        assert float(run["params"]["model/edge_dim"]) == r["model.edge_dim"]  # the trial's hyperparameters
+        assert float(run["params"]["train/rank_weight"]) == pytest.approx(r["train.rank_weight"])
+        assert len(run["metrics"]["val_f1"]) == r["epochs"]
+        assert run["metrics"]["best_val_f1"][-1][1] == pytest.approx(r["best_val_f1"])
 
 
 @pytest.mark.slow
