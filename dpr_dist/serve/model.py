@@ -195,11 +195,10 @@ class LoadedModel:
         valid = cands.valid
         grid = np.full(valid.shape, -np.inf)
         grid[valid] = scores
-        key = expected_f1(cands, scores, self.temperature) if self.rank_by == "expected_f1" else None
         expected = None
-        if key is not None:
+        if self.rank_by == "expected_f1":
             expected = np.full(valid.shape, -np.inf)
-            expected[valid] = key
+            expected[valid] = expected_f1(cands, scores, self.temperature)
         order = np.argsort(-(grid if expected is None else expected), axis=1, kind="stable")
         return Ranked(u, u_ncf, cands, scores, grid, expected, order)
 

@@ -18,9 +18,9 @@ numbers, :mod:`dpr_dist.train.worker`). Nothing runs on the workers' hot path.
   The directory is a path on the controller's node, which Ray Train places on the
   driver's (``tensorboard --logdir DIR`` there, or a shared file system).
 * MLflow (:class:`MLflowLogger`): one MLflow run per Ray Train run (or resumed part of
-  one; a sweep's trials instead get Ray Tune's ``MLflowLoggerCallback``,
-  :func:`sweep_callbacks`) in the experiment ``train.mlflow_experiment``, named after the Ray Train run, with
-  the whole configuration as parameters; marked finished after its last epoch. Any
+  one) in the experiment ``train.mlflow_experiment``, named after the Ray Train run, with
+  the whole configuration as parameters; marked finished after its last epoch. A sweep's
+  trials get Ray Tune's ``MLflowLoggerCallback`` instead (:func:`sweep_callbacks`). Any
   tracking URI MLflow accepts (``http://mlflow:5000``, ``sqlite:///path/mlflow.db``).
   Needs ``mlflow`` (``pip install -e '.[dev]'`` brings ``mlflow-skinny``).
 """
