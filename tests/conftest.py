@@ -14,6 +14,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# The suite makes dozens of tiny Ray Train runs, where start-up and polling dominate. Ray
+# Train's controller polls its workers every 2 s by default (a finished run waits up to that
+# long to be noticed), and each run starts a preemption-watcher actor, one more process on a
+# 2-core machine, for spot-instance draining that no test exercises. Every Ray the tests
+# start inherits these: the session cluster, `ray start` heads and `dpr` subprocesses.
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
+os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
