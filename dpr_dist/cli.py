@@ -21,6 +21,8 @@ def _load(args: argparse.Namespace) -> Config:
     overrides = list(args.overrides)
     if getattr(args, "seed", None) is not None:
         overrides += [f"seed={args.seed}", f"train.seed={args.seed}"]
+    if getattr(args, "parallel_runs", None) is not None:
+        overrides.append(f"train.parallel_runs={args.parallel_runs}")
     return load_config(args.config, overrides)
 
 

@@ -39,6 +39,13 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage-path", help="checkpoints and run state, local or s3:// (default: train.storage_path)")
 
 
+def parallel_runs_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--parallel-runs", type=int, metavar="P",
+                   help="train up to P of the runs at once, each its own Ray Train run (sets train.parallel_runs; "
+                        "default 1: one after another). Worth it when the cluster holds P worker groups; runs "
+                        "beyond that wait for resources")
+
+
 def _pretrained_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pretrained", metavar="DIR",
                    help="start from this NCF pre-training instead of running one: a pre-training run directory "
@@ -196,7 +203,8 @@ def make_parser(handlers: Mapping[str, Callable[[argparse.Namespace], int]]) -> 
             "  metrics.md           the same as a Markdown table\n"
             "  predictions.parquet  record_id, model, drugs (recommended package, input drug names)\n"
             "  prepared/, runs/     the prepared data, Ray Train runs and model directories\n"
-            "Re-running with the same OUT reuses the prepared data and finished runs.\n\n"
+            "Re-running with the same OUT reuses the prepared data and finished runs. NCF is\n"
+            "pre-trained first; the other models then train --parallel-runs at a time.\n\n"
             "example:\n"
             "  dpr pipeline --emr data/demo/emr --ddi data/demo/ddi.parquet --out runs/demo-pipeline \\\n"
             "      --models ncf,nn,package2vec,lda,br,dam,gnn,wg,ag --config configs/bench.yaml --seed 0")
@@ -211,6 +219,7 @@ def make_parser(handlers: Mapping[str, Callable[[argparse.Namespace], int]]) -> 
                    help="also give each candidate-picking model the entry <model>+mbr: its pick of highest "
                         "expected F1 under softmax(score / T), from the same scores (T defaults to 1; "
                         "docs/training.md)")
+    parallel_runs_arg(p)
     _config_args(p)
 
     p = add("serve", handlers["serve"], "serve a model directory over HTTP with Ray Serve",
@@ -269,13 +278,16 @@ def make_parser(handlers: Mapping[str, Callable[[argparse.Namespace], int]]) -> 
             "  case        Tables 7 and 8 for one patient (impact factors, type probabilities)\n"
             "  generation  package generation (section 6): picking from S1 vs S1 u S2 u S3\n"
             "Every run is a Ray Train run under OUT/runs; finished runs are reused, so a re-run (or\n"
-            "a run in the output directory of dpr pipeline) trains only what is missing.\n\n"
+            "a run in the output directory of dpr pipeline) trains only what is missing. The runs\n"
+            "the chosen experiments need train first, --parallel-runs at a time (each seed's\n"
+            "pre-training before its other runs), then the report is written.\n\n"
             "example:\n"
             "  dpr experiment --config configs/bench.yaml --out runs/bench-exp --which table4,table5 \\\n"
             "      --seeds 0,1,2")
     from dpr_dist.eval.experiment_options import add_arguments as _experiment_arguments
 
     _experiment_arguments(p)
+    parallel_runs_arg(p)
     p.add_argument("--config", metavar="FILE", help="YAML config (default: built-in defaults)")
     p.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
                    help="override a config value, e.g. --set train.epochs=3 (repeatable)")

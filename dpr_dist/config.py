@@ -155,6 +155,10 @@ class TrainConfig:
         mlflow_uri: MLflow tracking URI every run logs to ("" = off), e.g.
             ``http://mlflow:5000`` or ``sqlite:///runs/mlflow.db``.
         mlflow_experiment: The MLflow experiment of those runs.
+        parallel_runs: How many independent runs ``dpr pipeline`` and ``dpr experiment``
+            train at once, each its own Ray Train run and worker group
+            (:mod:`dpr_dist.train.parallel`); runs beyond what the cluster holds wait for
+            resources. 1 trains them one after another.
     """
 
     epochs: int = 5
@@ -178,8 +182,11 @@ class TrainConfig:
     tensorboard_dir: str = ""
     mlflow_uri: str = ""
     mlflow_experiment: str = "dpr-dist"
+    parallel_runs: int = 1
 
     def __post_init__(self) -> None:
+        if isinstance(self.parallel_runs, bool) or not isinstance(self.parallel_runs, int) or self.parallel_runs < 1:
+            raise ValueError(f"TrainConfig.parallel_runs={self.parallel_runs!r} must be an integer >= 1")
         if self.tensorboard_dir.startswith("s3://"):
             raise ValueError(f"TrainConfig.tensorboard_dir={self.tensorboard_dir!r} must be a local or shared path "
                              "(TensorBoard event files are appended to, which S3 does not do)")

@@ -34,3 +34,11 @@ def test_synth_section_builds_the_generator_knobs():
     k = cfg.synth.knobs()
     assert (k.bundle_clash, k.second_core_prob, k.second_condition, k.antagonism_tolerance) == (0.8, 0.9, 0.6, 1.0)
     assert k.core_prob == SynthKnobs().core_prob  # the others keep their defaults
+
+
+def test_parallel_runs_is_a_positive_integer():
+    assert load_config(None).train.parallel_runs == 1
+    assert load_config(None, ["train.parallel_runs=4"]).train.parallel_runs == 4
+    for bad in ("0", "-1", "two"):
+        with pytest.raises(ValueError, match="parallel_runs"):
+            load_config(None, [f"train.parallel_runs={bad}"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import Any
+from typing import Any, Iterable
 
 from dpr_dist.config import Config
 from dpr_dist.data import io
@@ -12,6 +12,7 @@ from dpr_dist.eval.evaluate import evaluate_models
 from dpr_dist.eval.experiment_options import tag
 from dpr_dist.train.modeldir import ModelBundle, load_model_dir, update_metrics
 from dpr_dist.train.prepared import read_records
+from dpr_dist.train.parallel import RunRequest, train_runs
 from dpr_dist.train.run import default_model_dir, pretrain, pretrained_checkpoint, train
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,10 @@ class Runs:
         self.test = read_records(cfg.data.prepared, "test")
         self.rows: dict[tuple[str, str], dict] = {}
         self._pretrained: dict[int, str] = {}
+        #: Runs trained by this object, ``{name}-{model}``: by :meth:`train_planned`, then
+        #: (``unplanned``) by :meth:`run` for a run the plan did not name.
+        self.trained: list[str] = []
+        self.unplanned: list[str] = []
 
     def seed_config(self, seed: int) -> Config:
         """The base configuration of ``seed``: ``train.seed = seed`` and ``train.name`` unchanged for
@@ -66,6 +71,33 @@ class Runs:
         cfg = cfg.with_overrides([f"{k}={v}" for k, v in diff.items()])
         return replace(cfg, train=replace(cfg.train, name=name))
 
+    def _missing(self, model: str, cfg: Config) -> bool:
+        return not io.exists(io.join(default_model_dir(cfg, model), "bundle.json"))
+
+    def train_planned(self, planned: Iterable[tuple[str, int, dict[str, Any]]]) -> list[str]:
+        """Train every run of ``planned`` (``(model, seed, settings)``) that has no model
+        directory yet, ``train.parallel_runs`` at once (:mod:`dpr_dist.train.parallel`):
+        first the NCF pre-training of each seed that lacks one, then the other runs.
+
+        Returns:
+            The runs trained, ``{name}-{model}``.
+        """
+        todo: dict[tuple[str, str], RunRequest] = {}
+        for model, seed, settings in planned:
+            cfg = self.seed_config(seed) if model == "ncf" else self.config(seed, settings)
+            if (model, cfg.train.name) not in todo and self._missing(model, cfg):
+                todo[(model, cfg.train.name)] = RunRequest(cfg, model)
+        seeds = sorted({r.cfg.train.seed for r in todo.values()})
+        parallel = self.cfg.train.parallel_runs
+        first = [todo.pop(("ncf", self.seed_config(s).train.name), None) or RunRequest(self.seed_config(s), "ncf")
+                 for s in seeds if pretrained_checkpoint(self.seed_config(s)) is None]
+        train_runs(first, parallel)  # each seed's pre-training (and NCF model directory)
+        rest = [RunRequest(r.cfg, r.model, self.pretrained(r.cfg.train.seed)) for r in todo.values()]
+        train_runs(rest, parallel)
+        done = [r.label for r in first + rest]
+        self.trained += done
+        return done
+
     def run(self, model: str, seed: int, **settings: Any) -> dict[str, Any]:
         """Test metrics of ``model`` at ``seed`` and ``settings`` (``{"data.threshold": 0.05}``).
 
@@ -85,8 +117,10 @@ class Runs:
         if key in self.rows:
             return self.rows[key]
         path = default_model_dir(cfg, model)
-        if not io.exists(io.join(path, "bundle.json")):
+        if self._missing(model, cfg):
             log.info("experiment run %s-%s", cfg.train.name, model)
+            self.trained.append(f"{cfg.train.name}-{model}")
+            self.unplanned.append(self.trained[-1])
             if model == "ncf":
                 train(self.seed_config(seed), "ncf")
             else:

@@ -26,7 +26,9 @@ from the configuration (e.g. ``-t0.05``, ``-neg5``, ``-l2``). The runs of a seed
 NCF pre-training (``{name}[-s{seed}]-ncf``), a run that several experiments need (e.g.
 DPR-WG at the defaults) is trained once, and finished model directories are reused: run
 in the output directory of ``dpr pipeline`` (same config and inputs), the experiments
-start from the pipeline's models.
+start from the pipeline's models. The runs the chosen experiments need
+(:func:`planned_runs`) train before any section is written, ``train.parallel_runs`` at
+once (:mod:`dpr_dist.train.parallel`): each seed's pre-training first, then the rest.
 
 With ``ExperimentOptions.mbr`` (``--mbr [T]``), the tables and ``generation`` add each
 candidate-picking model's pick of highest expected F1 (:mod:`dpr_dist.eval.mbr`) beside the
@@ -137,6 +139,23 @@ def _generation(runs: Runs, opts: ExperimentOptions, report: str) -> str:
                         text]) + "\n"
 
 
+def planned_runs(names: Sequence[str], opts: ExperimentOptions) -> list[tuple[str, int, dict[str, Any]]]:
+    """Every run the experiments ``names`` evaluate, ``(model, seed, settings)`` in report order
+    (the sections above ask :class:`Runs` for exactly these), so that they can train up front,
+    ``train.parallel_runs`` at once."""
+    sweeps = {"table6": ("model.gnn_layers", opts.layers), "fig6": ("data.threshold", opts.thresholds),
+              "fig7": ("train.negative_ratio", opts.negatives)}
+    first = opts.seeds[:1]
+    needs: dict[str, tuple[list[tuple[str, dict]], Sequence[int]]] = {
+        "table4": ([(m, {}) for m in TABLE4_MODELS], opts.seeds),
+        "table5": ([(m, {}) for m in TABLE5_MODELS], opts.seeds),
+        **{n: ([(m, {k: v}) for m in SWEEP_MODELS for v in values], opts.seeds) for n, (k, values) in sweeps.items()},
+        "fig8": ([(opts.mask_model, {})], first), "case": ([("wg", {}), ("ag", {})], first),
+        "generation": ([(opts.generation_model, {})], opts.seeds)}
+    return [(m, seed, settings) for name in EXPERIMENTS if name in names
+            for seed in needs[name][1] for m, settings in needs[name][0]]
+
+
 SECTIONS: dict[str, Callable[[Runs, ExperimentOptions, str], str]] = {
     "table4": _table4, "table5": _table5, "table6": _table6, "fig6": _fig6, "fig7": _fig7, "fig8": _fig8,
     "case": _case, "generation": _generation}
@@ -160,7 +179,8 @@ def run_experiments(cfg: Config, out: str, which: str | Sequence[str] = EXPERIME
 
     Returns:
         ``{"report": path of report.md, "files": [written files], "sections": {name: markdown},
-        "results": [one dict per run]}``.
+        "results": [one dict per run], "trained": [runs trained by this call, {name}-{model}],
+        "unplanned": [those of them trained outside the up-front plan (none expected)]}``.
 
     Raises:
         ValueError: on an unknown experiment or a bad option, before any training.
@@ -178,6 +198,7 @@ def run_experiments(cfg: Config, out: str, which: str | Sequence[str] = EXPERIME
     opts.check(float(load_prepared(cfg.data.prepared).manifest.get("build_threshold", 0.0)))
     report = io.join(out, "report")
     runs = Runs(cfg, report, opts.mbr)
+    runs.train_planned(planned_runs(names, opts))
     sections: dict[str, str] = {}
     files = []
     for name in (n for n in EXPERIMENTS if n in names):
@@ -193,4 +214,4 @@ def run_experiments(cfg: Config, out: str, which: str | Sequence[str] = EXPERIME
     write_text("\n".join([head, *sections.values()]), path)
     log.info("report -> %s", path)
     return {"report": path, "files": [path, *files, io.join(report, "results.json")], "sections": sections,
-            "results": list(runs.rows.values())}
+            "results": list(runs.rows.values()), "trained": runs.trained, "unplanned": runs.unplanned}

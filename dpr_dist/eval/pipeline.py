@@ -10,8 +10,9 @@ directory ``DIR`` (local or ``s3://``)::
     DIR/metrics.md           the same as a Markdown table
     DIR/predictions.parquet  record_id, model, drugs (the recommended package as drug names)
 
-Every model is trained by :func:`dpr_dist.train.run.train` (the first call pre-trains
-NCF, the others reuse it) and evaluated by
+NCF is pre-trained first; then every model is trained by :func:`dpr_dist.train.run.train`
+from that pre-training, ``train.parallel_runs`` of them at once
+(:mod:`dpr_dist.train.parallel`), and evaluated by
 :func:`dpr_dist.eval.evaluate.evaluate_models` on its own model directory, so a baseline
 is exactly what ``dpr train --model NAME`` + ``dpr evaluate`` give. ``popularity`` (the
 ``K`` most frequent training drugs) is computed from the NCF directory.
@@ -40,7 +41,8 @@ from dpr_dist.data import io
 from dpr_dist.eval.evaluate import evaluate_models, format_table
 from dpr_dist.train.modeldir import load_model_dir, update_metrics
 from dpr_dist.train.prepared import read_records
-from dpr_dist.train.run import MODELS, train
+from dpr_dist.train.parallel import RunRequest, train_runs
+from dpr_dist.train.run import MODELS, pretrain, pretrained_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -150,9 +152,10 @@ def pipeline(cfg: Config, emr: str, ddi: str, out: str, models: str | Sequence[s
     trained = [m for m in names if m != "popularity"]
     if "popularity" in names and "ncf" not in trained:
         trained.append("ncf")  # popularity is computed from the NCF directory
-    dirs: dict[str, str] = {}
-    for m in trained:  # the first call pre-trains NCF, the others find it
-        dirs[m] = train(cfg, m)
+    if pretrained_checkpoint(cfg) is None:
+        pretrain(cfg)  # once, before the runs that start from it
+    requests = [RunRequest(cfg, m) for m in trained]
+    dirs = dict(zip(trained, train_runs(requests, cfg.train.parallel_runs)))
     records = read_records(cfg.data.prepared, split)
     results: dict[str, dict] = {}
     tables: list[pa.Table] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ PIPELINE_RUN_MODELS = ("ncf", "nn", "package2vec", "lda", "br", "dam", "gnn", "w
 
 @pytest.fixture(scope="session")
 def pipeline_run(tiny_data, tiny_prepared, tmp_path_factory):
-    """``pipeline`` of every model on the tiny data (1 epoch each, 1 worker).
+    """``pipeline`` of every model on the tiny data (1 epoch each, 1 worker, two runs at a time).
 
     The session's prepared data is copied to ``out/prepared`` first: it was prepared from
     the same inputs and seed, so the pipeline reuses it instead of preparing again.
@@ -26,7 +27,8 @@ def pipeline_run(tiny_data, tiny_prepared, tmp_path_factory):
     shutil.copytree(tiny_prepared["dir"], out / "prepared")
     # one worker per run: the 2-worker DDP path is tested in tests/train; here start-up dominates
     cfg = load_config(REPO / "configs" / "tiny.yaml", ["train.epochs=1", "train.pretrain_epochs=1",
-                                                      "train.num_workers=1"])
+                                                      "train.num_workers=1", "train.parallel_runs=2"])
+    started = time.time_ns()
     result = pipeline(cfg, tiny_data["emr"], tiny_data["ddi"], str(out), ",".join(PIPELINE_RUN_MODELS))
     return {"out": out, "result": result, "cfg": cfg, "models": PIPELINE_RUN_MODELS, "emr": tiny_data["emr"],
-            "ddi": tiny_data["ddi"]}
+            "ddi": tiny_data["ddi"], "span_ns": (started, time.time_ns())}

@@ -18,7 +18,7 @@ from dpr_dist.eval.evaluate import evaluate_models
 from dpr_dist.eval.case_study import case_study_markdown, find_record
 from dpr_dist.eval.experiment_options import DEFAULT_GROUPS, ExperimentOptions, parse_list
 from dpr_dist.eval.experiment_report import aggregate, cell, markdown_table
-from dpr_dist.eval.experiments import run_experiments
+from dpr_dist.eval.experiments import TABLE4_MODELS, TABLE5_MODELS, planned_runs, run_experiments
 from dpr_dist.eval.generation_eval import as_candidates, generation_metrics
 from dpr_dist.eval.patient_groups import group_labels, mask_tsne, parse_group
 from dpr_dist.eval.generation import GeneratedPackage
@@ -55,6 +55,17 @@ def test_aggregate_cells_and_tables():
     assert cell(stat["f1"]) == "0.6000 ± 0.1414" and cell(stat["recall"]) == "0.2000" and cell(stat["precision"]) == "-"
     md = markdown_table(["Model", "F1"], [["NCF", "0.1"], ["NN", "0.2"]])
     assert md.splitlines() == ["| Model | F1 |", "|---|---|", "| NCF | 0.1 |", "| NN | 0.2 |"]
+
+
+def test_planned_runs_are_the_sections_runs():
+    opts = ExperimentOptions(seeds=(0, 1), thresholds=(0.01, 0.1), negatives=(5,), layers=(1, 2))
+    plan = planned_runs(["generation", "table4", "table6", "fig7", "fig8", "case"], opts)  # report order
+    assert plan[:9] == [(m, 0, {}) for m in TABLE4_MODELS] and plan[9:18] == [(m, 1, {}) for m in TABLE4_MODELS]
+    assert plan[18:22] == [("wg", 0, {"model.gnn_layers": 1}), ("wg", 0, {"model.gnn_layers": 2}),
+                           ("ag", 0, {"model.gnn_layers": 1}), ("ag", 0, {"model.gnn_layers": 2})]
+    assert ("ag", 1, {"train.negative_ratio": 5}) in plan
+    assert plan[-5:] == [("ag", 0, {}), ("wg", 0, {}), ("ag", 0, {}), ("wg", 0, {}), ("wg", 1, {})]  # fig8, case, gen.
+    assert planned_runs(["table5"], ExperimentOptions(seeds=(2,))) == [(m, 2, {}) for m in TABLE5_MODELS]
 
 
 def test_parse_list_and_options():
@@ -196,6 +207,9 @@ def test_experiment_runs_are_shared_and_named_by_setting(experiment):
     results = json.loads((experiment["report"] / "results.json").read_text())
     runs = sorted((r["run"], r["model"]) for r in results)
     assert runs == sorted((f"tiny{tag}", m) for m in ("wg", "ag") for tag in ("", "-l2", "-t0.1"))
+    # trained up front (two at a time, the pipeline's config), before any section asked for them
+    assert sorted(experiment["res"]["trained"]) == sorted(f"tiny-{t}-{m}" for m in ("wg", "ag") for t in ("l2", "t0.1"))
+    assert experiment["res"]["unplanned"] == []
     by_run = {(r["run"], r["model"]): r for r in results}
     # the pipeline's runs of the config's own seed are reused, not trained again
     out = experiment["out"]

@@ -140,3 +140,52 @@ def test_every_baseline_trained_through_the_trainer(run):
     assert "description" in relation.column_names and relation["description"].null_count < relation.num_rows
     runs = {p.name for p in (run["out"] / "runs").iterdir()}
     assert {f"tiny-{m}" for m in PIPELINE_MODELS} <= runs
+
+
+@pytest.mark.slow
+def test_runs_train_two_at_a_time_after_pre_training(run):
+    """``train.parallel_runs=2``: NCF pre-trains alone, then the models' Ray Train runs (as
+    Ray Train's state actor recorded them) never number more than two at once, and do overlap."""
+    import ray
+    from ray.train.v2._internal.state.state_actor import get_state_actor
+
+    lo, hi = run["span_ns"]
+    trained = {f"tiny-{m}" for m in ("package2vec", "lda", "br", "dam", "gnn", "wg", "ag")}  # NN: no Train run
+    spans = {r.name: (r.start_time_ns, r.end_time_ns) for r in ray.get(get_state_actor().get_train_runs.remote()).values()
+             if lo <= r.start_time_ns and r.end_time_ns is not None and r.end_time_ns <= hi}
+    assert set(spans) == trained | {"tiny-ncf"}, sorted(spans)
+    pre = spans.pop("tiny-ncf")
+    assert all(start >= pre[1] for start, _ in spans.values())  # every model starts from the pre-training
+    events = sorted([(s, 1) for s, _ in spans.values()] + [(e, -1) for _, e in spans.values()])
+    at_once = np.cumsum([d for _, d in events])
+    assert at_once.max() == 2 and at_once.min() >= 0
+
+
+@pytest.mark.slow
+def test_a_failed_run_stops_new_starts_and_is_named(run, tmp_path):
+    """``train_runs`` two at a time: a run without its prepared data fails; the run beside it
+    finishes, no run starts after the failure, and the error names the failed run."""
+    from dataclasses import replace
+
+    from dpr_dist.train.parallel import RunRequest, RunsFailed, train_runs
+
+    ncf = str(run["out"] / "runs" / "tiny-ncf")  # NN trains nothing: each run validates on the pre-training
+
+    def request(name: str, **data) -> RunRequest:
+        cfg = run["cfg"]
+        cfg = replace(cfg, data=replace(cfg.data, **data), train=replace(cfg.train, name=name,
+                                                                          storage_path=str(tmp_path / "runs")))
+        return RunRequest(cfg, "nn", pretrained=ncf)
+
+    bad, good, third = request("bad", prepared=str(tmp_path / "missing")), request("good"), request("third")
+    with pytest.raises(RunsFailed) as exc:
+        train_runs([bad, good, third], parallel=2)
+    err = exc.value
+    assert list(err.errors) == ["bad-nn"] and isinstance(err.errors["bad-nn"], FileNotFoundError)
+    assert "bad-nn: FileNotFoundError" in str(err) and "re-running resumes them" in str(err)
+    assert (tmp_path / "runs" / "good-nn" / "model" / "bundle.json").is_file()
+    # the third starts only if "good" ended before "bad" failed; never after the failure
+    third_dir = (tmp_path / "runs" / "third-nn" / "model" / "bundle.json").is_file()
+    assert err.not_started == ([] if third_dir else ["third-nn"])
+    with pytest.raises(FileNotFoundError, match="no prepared data"):  # one at a time: the error as it is
+        train_runs([bad], parallel=1)
