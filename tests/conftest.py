@@ -20,8 +20,11 @@ REPO = Path(__file__).resolve().parents[1]
 # long to be noticed), and each run starts a preemption-watcher actor, one more process on a
 # 2-core machine, for spot-instance draining that no test exercises. Every Ray the tests
 # start inherits these: the session cluster, `ray start` heads and `dpr` subprocesses.
+# State tracking (what the dashboard's Train page shows) is on: tests read runs' start and
+# end times from Ray Train's state actor.
 os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
 os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+os.environ.setdefault("RAY_TRAIN_ENABLE_STATE_TRACKING", "1")
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 

@@ -172,7 +172,7 @@ def test_a_failed_run_stops_new_starts_and_is_named(run, tmp_path):
     ncf = str(run["out"] / "runs" / "tiny-ncf")  # NN trains nothing: each run validates on the pre-training
 
     def request(name: str, **data) -> RunRequest:
-        cfg = run["cfg"]
+        cfg = output_config(run["cfg"], str(run["out"]))  # the pipeline's prepared data
         cfg = replace(cfg, data=replace(cfg.data, **data), train=replace(cfg.train, name=name,
                                                                           storage_path=str(tmp_path / "runs")))
         return RunRequest(cfg, "nn", pretrained=ncf)
@@ -181,7 +181,7 @@ def test_a_failed_run_stops_new_starts_and_is_named(run, tmp_path):
     with pytest.raises(RunsFailed) as exc:
         train_runs([bad, good, third], parallel=2)
     err = exc.value
-    assert list(err.errors) == ["bad-nn"] and isinstance(err.errors["bad-nn"], FileNotFoundError)
+    assert list(err.errors) == ["bad-nn"] and isinstance(err.errors["bad-nn"], FileNotFoundError), str(err)
     assert "bad-nn: FileNotFoundError" in str(err) and "re-running resumes them" in str(err)
     assert (tmp_path / "runs" / "good-nn" / "model" / "bundle.json").is_file()
     # the third starts only if "good" ended before "bad" failed; never after the failure
