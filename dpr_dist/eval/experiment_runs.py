@@ -77,26 +77,34 @@ class Runs:
     def train_planned(self, planned: Iterable[tuple[str, int, dict[str, Any]]]) -> list[str]:
         """Train every run of ``planned`` (``(model, seed, settings)``) that has no model
         directory yet, ``train.parallel_runs`` at once (:mod:`dpr_dist.train.parallel`):
-        first the NCF pre-training of each seed that lacks one, then the other runs.
+        first the NCF pre-training of each seed that lacks one, then the other runs. Each
+        planned run is evaluated (:meth:`run`, ``results.json``) as soon as it has finished.
 
         Returns:
             The runs trained, ``{name}-{model}``.
         """
-        todo: dict[tuple[str, str], RunRequest] = {}
+        todo: dict[tuple[str, str], tuple[RunRequest, dict | None]] = {}
         for model, seed, settings in planned:
             cfg = self.seed_config(seed) if model == "ncf" else self.config(seed, settings)
             if (model, cfg.train.name) not in todo and self._missing(model, cfg):
-                todo[(model, cfg.train.name)] = RunRequest(cfg, model)
-        seeds = sorted({r.cfg.train.seed for r in todo.values()})
-        parallel = self.cfg.train.parallel_runs
-        first = [todo.pop(("ncf", self.seed_config(s).train.name), None) or RunRequest(self.seed_config(s), "ncf")
+                todo[(model, cfg.train.name)] = (RunRequest(cfg, model), settings)
+        seeds = sorted({r.cfg.train.seed for r, _ in todo.values()})
+        first = [todo.pop(("ncf", self.seed_config(s).train.name), None) or (RunRequest(self.seed_config(s), "ncf"),
+                                                                             None)  # only to pre-train
                  for s in seeds if pretrained_checkpoint(self.seed_config(s)) is None]
-        train_runs(first, parallel)  # each seed's pre-training (and NCF model directory)
-        rest = [RunRequest(r.cfg, r.model, self.pretrained(r.cfg.train.seed)) for r in todo.values()]
-        train_runs(rest, parallel)
-        done = [r.label for r in first + rest]
-        self.trained += done
-        return done
+        self._train(first)  # each seed's pre-training (and NCF model directory)
+        self._train([(RunRequest(r.cfg, r.model, self.pretrained(r.cfg.train.seed)), settings)
+                     for r, settings in todo.values()])
+        return [r.label for r, _ in first] + [r.label for r, _ in todo.values()]
+
+    def _train(self, batch: list[tuple[RunRequest, dict | None]]) -> None:
+        def evaluate(i: int, _: str) -> None:
+            request, settings = batch[i]
+            self.trained.append(request.label)
+            if settings is not None:
+                self.run(request.model, request.cfg.train.seed, **settings)
+
+        train_runs([r for r, _ in batch], self.cfg.train.parallel_runs, on_done=evaluate)
 
     def run(self, model: str, seed: int, **settings: Any) -> dict[str, Any]:
         """Test metrics of ``model`` at ``seed`` and ``settings`` (``{"data.threshold": 0.05}``).

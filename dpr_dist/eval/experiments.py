@@ -28,7 +28,8 @@ DPR-WG at the defaults) is trained once, and finished model directories are reus
 in the output directory of ``dpr pipeline`` (same config and inputs), the experiments
 start from the pipeline's models. The runs the chosen experiments need
 (:func:`planned_runs`) train before any section is written, ``train.parallel_runs`` at
-once (:mod:`dpr_dist.train.parallel`): each seed's pre-training first, then the rest.
+once (:mod:`dpr_dist.train.parallel`): each seed's pre-training first, then the rest, each
+evaluated as soon as it has finished.
 
 With ``ExperimentOptions.mbr`` (``--mbr [T]``), the tables and ``generation`` add each
 candidate-picking model's pick of highest expected F1 (:mod:`dpr_dist.eval.mbr`) beside the

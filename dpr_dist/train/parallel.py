@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from dpr_dist.config import Config
 from dpr_dist.runtime import ensure_ray
@@ -61,13 +61,17 @@ def _train(request: RunRequest) -> str:
     return train(request.cfg, request.model, pretrained=request.pretrained)
 
 
-def train_runs(requests: Sequence[RunRequest], parallel: int = 1) -> list[str]:
+def train_runs(requests: Sequence[RunRequest], parallel: int = 1,
+               on_done: Callable[[int, str], None] | None = None) -> list[str]:
     """Train ``requests``, up to ``parallel`` at once, and return their model directories in order.
 
     Args:
         requests: The runs; they must not depend on each other (pre-train NCF first).
         parallel: Runs in flight at once (``train.parallel_runs``); 1 trains them one
             after another in this process.
+        on_done: Called in this process with a request's index and model directory as
+            soon as it has finished (the runs in flight go on meanwhile), e.g. to evaluate
+            it.
 
     Returns:
         The model directory of each request, in the order of ``requests``.
@@ -78,7 +82,12 @@ def train_runs(requests: Sequence[RunRequest], parallel: int = 1) -> list[str]:
     if parallel < 1:
         raise ValueError(f"train_runs: parallel={parallel} must be >= 1")
     if parallel == 1 or len(requests) <= 1:
-        return [_train(r) for r in requests]
+        dirs = []
+        for i, request in enumerate(requests):
+            dirs.append(_train(request))
+            if on_done is not None:
+                on_done(i, dirs[-1])
+        return dirs
     import ray
 
     ensure_ray()
@@ -98,11 +107,14 @@ def train_runs(requests: Sequence[RunRequest], parallel: int = 1) -> list[str]:
         i = in_flight.pop(done[0])
         try:
             dirs[i] = ray.get(done[0])
-            log.info("run %s: finished", requests[i].label)
         except Exception as e:  # noqa: BLE001 - collected, raised together below
             errors[requests[i].label] = getattr(e, "cause", None) or e
             log.error("run %s failed (%s); the runs in flight go on, no new run starts", requests[i].label,
                       type(errors[requests[i].label]).__name__)
+            continue
+        log.info("run %s: finished", requests[i].label)
+        if on_done is not None:
+            on_done(i, dirs[i])
     if errors:
         raise RunsFailed(errors, [r.label for _, r in queue])
     return [d for d in dirs if d is not None]

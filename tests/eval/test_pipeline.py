@@ -164,7 +164,8 @@ def test_runs_train_two_at_a_time_after_pre_training(run):
 @pytest.mark.slow
 def test_a_failed_run_stops_new_starts_and_is_named(run, tmp_path):
     """``train_runs`` two at a time: a run without its prepared data fails; the run beside it
-    finishes, no run starts after the failure, and the error names the failed run."""
+    finishes (and is handed to ``on_done``), no run starts after the failure, and the error
+    names the failed run."""
     from dataclasses import replace
 
     from dpr_dist.train.parallel import RunRequest, RunsFailed, train_runs
@@ -178,8 +179,9 @@ def test_a_failed_run_stops_new_starts_and_is_named(run, tmp_path):
         return RunRequest(cfg, "nn", pretrained=ncf)
 
     bad, good, third = request("bad", prepared=str(tmp_path / "missing")), request("good"), request("third")
+    done = []
     with pytest.raises(RunsFailed) as exc:
-        train_runs([bad, good, third], parallel=2)
+        train_runs([bad, good, third], parallel=2, on_done=lambda i, path: done.append((i, path)))
     err = exc.value
     assert list(err.errors) == ["bad-nn"] and isinstance(err.errors["bad-nn"], FileNotFoundError), str(err)
     assert "bad-nn: FileNotFoundError" in str(err) and "re-running resumes them" in str(err)
@@ -187,5 +189,6 @@ def test_a_failed_run_stops_new_starts_and_is_named(run, tmp_path):
     # the third starts only if "good" ended before "bad" failed; never after the failure
     third_dir = (tmp_path / "runs" / "third-nn" / "model" / "bundle.json").is_file()
     assert err.not_started == ([] if third_dir else ["third-nn"])
+    assert done[0] == (1, str(tmp_path / "runs" / "good-nn" / "model")) and len(done) == 1 + third_dir
     with pytest.raises(FileNotFoundError, match="no prepared data"):  # one at a time: the error as it is
         train_runs([bad], parallel=1)
