@@ -77,8 +77,9 @@ class Runs:
     def train_planned(self, planned: Iterable[tuple[str, int, dict[str, Any]]]) -> list[str]:
         """Train every run of ``planned`` (``(model, seed, settings)``) that has no model
         directory yet, ``train.parallel_runs`` at once (:mod:`dpr_dist.train.parallel`):
-        first the NCF pre-training of each seed that lacks one, then the other runs. Each
-        planned run is evaluated (:meth:`run`, ``results.json``) as soon as it has finished.
+        first the NCF pre-training of each seed that lacks one, then the other runs. Every
+        planned run is evaluated (:meth:`run`, ``results.json``): the finished ones first,
+        each trained one as soon as it has finished.
 
         Returns:
             The runs trained, ``{name}-{model}``.
@@ -86,8 +87,12 @@ class Runs:
         todo: dict[tuple[str, str], tuple[RunRequest, dict | None]] = {}
         for model, seed, settings in planned:
             cfg = self.seed_config(seed) if model == "ncf" else self.config(seed, settings)
-            if (model, cfg.train.name) not in todo and self._missing(model, cfg):
+            if (model, cfg.train.name) in todo:
+                continue
+            if self._missing(model, cfg):
                 todo[(model, cfg.train.name)] = (RunRequest(cfg, model), settings)
+            else:
+                self.run(model, seed, **settings)  # stored metrics, or evaluated now
         seeds = sorted({r.cfg.train.seed for r, _ in todo.values()})
         first = [todo.pop(("ncf", self.seed_config(s).train.name), None) or (RunRequest(self.seed_config(s), "ncf"),
                                                                              None)  # only to pre-train
