@@ -74,15 +74,13 @@ class Runs:
     def _missing(self, model: str, cfg: Config) -> bool:
         return not io.exists(io.join(default_model_dir(cfg, model), "bundle.json"))
 
-    def train_planned(self, planned: Iterable[tuple[str, int, dict[str, Any]]]) -> list[str]:
+    def train_planned(self, planned: Iterable[tuple[str, int, dict[str, Any]]]) -> None:
         """Train every run of ``planned`` (``(model, seed, settings)``) that has no model
         directory yet, ``train.parallel_runs`` at once (:mod:`dpr_dist.train.parallel`):
         first the NCF pre-training of each seed that lacks one, then the other runs. Every
         planned run is evaluated (:meth:`run`, ``results.json``): the finished ones first,
-        each trained one as soon as it has finished.
-
-        Returns:
-            The runs trained, ``{name}-{model}``.
+        each trained one as soon as it has finished. The runs trained are appended to
+        :attr:`trained`.
         """
         todo: dict[tuple[str, str], tuple[RunRequest, dict | None]] = {}
         for model, seed, settings in planned:
@@ -100,7 +98,6 @@ class Runs:
         self._train(first)  # each seed's pre-training (and NCF model directory)
         self._train([(RunRequest(r.cfg, r.model, self.pretrained(r.cfg.train.seed)), settings)
                      for r, settings in todo.values()])
-        return [r.label for r, _ in first] + [r.label for r, _ in todo.values()]
 
     def _train(self, batch: list[tuple[RunRequest, dict | None]]) -> None:
         def evaluate(i: int, _: str) -> None:

@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 
 from dpr_dist.config import Config
 from dpr_dist.runtime import ensure_ray
+from dpr_dist.train.run import train
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,6 @@ class RunsFailed(RuntimeError):
 
 
 def _train(request: RunRequest) -> str:
-    from dpr_dist.train.run import train
-
     return train(request.cfg, request.model, pretrained=request.pretrained)
 
 
