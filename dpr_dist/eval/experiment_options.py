@@ -40,6 +40,9 @@ class ExperimentOptions:
             candidate-picking model's pick of highest expected F1 under
             ``softmax(scores / T)`` beside the paper's best-scoring pick
             (:mod:`dpr_dist.eval.mbr`; ``inf``: the candidate set's medoid).
+        reuse_results: Earlier ``results.json`` files: a run with no model directory takes
+            its row from them instead of training, where its data and configuration
+            fingerprints match (:mod:`dpr_dist.eval.experiment_store`).
     """
 
     seeds: tuple[int, ...] = (0, 1, 2)
@@ -53,6 +56,7 @@ class ExperimentOptions:
     case_rows: int = 20
     generation_model: str = "wg"
     mbr: float | None = None
+    reuse_results: tuple[str, ...] = ()
 
     def check(self, build_threshold: float) -> None:
         """Raises ``ValueError`` naming the first bad option."""
@@ -132,6 +136,11 @@ def add_arguments(p) -> None:
                    help="tables and generation: also pick each patient's candidate of highest expected F1 under "
                         "softmax(scores / T), beside the paper's best-scoring pick (T defaults to 1; inf: the "
                         "candidate set's medoid; docs/training.md)")
+    p.add_argument("--reuse-results", dest="reuse_results", action="append", metavar="FILE", default=[],
+                   help="an earlier report's results.json (repeatable): a run with no model directory under OUT "
+                        "takes its row from it instead of training, if it was measured on the same prepared data "
+                        "with the same configuration (fingerprints in each row); tables only, since fig8, case and "
+                        "generation need the models themselves")
 
 
 def options_from_args(args) -> ExperimentOptions:
@@ -141,4 +150,5 @@ def options_from_args(args) -> ExperimentOptions:
         negatives=parse_list(args.negatives, int), layers=parse_list(args.layers, int),
         tsne_patients=args.tsne_patients, mask_model=args.mask_model,
         groups=tuple(args.groups) if args.groups else DEFAULT_GROUPS, patient=args.patient,
-        case_rows=args.case_rows, generation_model=args.generation_model, mbr=args.mbr)
+        case_rows=args.case_rows, generation_model=args.generation_model, mbr=args.mbr,
+        reuse_results=tuple(args.reuse_results))

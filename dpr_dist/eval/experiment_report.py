@@ -103,10 +103,16 @@ def table(runs: Runs, opts: ExperimentOptions, title: str, items: Sequence[tuple
                         *_mbr_section(opts, mbr_rows), _footer(runs, opts)]) + "\n"
 
 
+def sweep_items(key: str, values: Sequence) -> list[tuple[str, str, dict]]:
+    """``(label, model, settings)`` of DPR-WG and DPR-AG at each of ``values`` of setting ``key``
+    (Table 6, Figures 6 and 7), labelled ``DPR-WG-0.05``."""
+    return [(f"{LABELS[m]}-{tag(v)}", m, {key: v}) for m in SWEEP_MODELS for v in values]
+
+
 def figure_sweep(runs: Runs, opts: ExperimentOptions, report: str, name: str, key: str, values: Sequence,
                  title: str, xlabel: str) -> str:
     """Figures 6 and 7: DPR-WG and DPR-AG over ``values`` of setting ``key``: table + PNG."""
-    items = [(f"{LABELS[m]}-{tag(v)}", m, {key: v}) for m in SWEEP_MODELS for v in values]
+    items = sweep_items(key, values)
     rows, stats, mbr_rows = _metric_rows(runs, opts, items)
     shown = {"Precision": "precision", "Recall": "recall", "F1": "f1"}
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from dpr_dist.config import Config
 from dpr_dist.data import io
 from dpr_dist.eval.evaluate import evaluate_models
 from dpr_dist.eval.experiment_options import tag
+from dpr_dist.eval.experiment_store import Reuse, config_fingerprint, data_fingerprint
 from dpr_dist.train.modeldir import ModelBundle, load_model_dir, update_metrics
 from dpr_dist.train.prepared import read_records
 from dpr_dist.train.parallel import RunRequest, train_runs
@@ -35,17 +36,23 @@ class Runs:
         report: Where ``results.json`` goes.
         mbr: With a temperature, every candidate-picking run also reports the pick of
             highest expected F1 (:mod:`dpr_dist.eval.mbr`) as the row's ``"mbr"`` metrics.
+        reuse: Earlier ``results.json`` files whose rows stand for runs that have no model
+            directory, where the fingerprints match (:mod:`dpr_dist.eval.experiment_store`).
     """
 
-    def __init__(self, cfg: Config, report: str, mbr: float | None = None) -> None:
+    def __init__(self, cfg: Config, report: str, mbr: float | None = None, reuse: Sequence[str] = ()) -> None:
         self.cfg, self.report, self.mbr = cfg, report, mbr
         self.test = read_records(cfg.data.prepared, "test")
+        self.reuse = Reuse(reuse, cfg.data.prepared, mbr) if reuse else None
+        self.data_fp = self.reuse.data_fp if self.reuse else data_fingerprint(cfg.data.prepared)
         self.rows: dict[tuple[str, str], dict] = {}
         self._pretrained: dict[int, str] = {}
         #: Runs trained by this object, ``{name}-{model}``: by :meth:`train_planned`, then
         #: (``unplanned``) by :meth:`run` for a run the plan did not name.
         self.trained: list[str] = []
         self.unplanned: list[str] = []
+        #: Runs whose rows came from the ``reuse`` files, ``{name}-{model}``.
+        self.reused: list[str] = []
 
     def seed_config(self, seed: int) -> Config:
         """The base configuration of ``seed``: ``train.seed = seed`` and ``train.name`` unchanged for
@@ -74,6 +81,10 @@ class Runs:
     def _missing(self, model: str, cfg: Config) -> bool:
         return not io.exists(io.join(default_model_dir(cfg, model), "bundle.json"))
 
+    def _reusable(self, model: str, cfg: Config) -> dict | None:
+        """The earlier row that stands for a run with no model directory (None: train it)."""
+        return self.reuse.get(model, cfg) if self.reuse is not None and self._missing(model, cfg) else None
+
     def train_planned(self, planned: Iterable[tuple[str, int, dict[str, Any]]]) -> None:
         """Train every run of ``planned`` (``(model, seed, settings)``) that has no model
         directory yet, ``train.parallel_runs`` at once (:mod:`dpr_dist.train.parallel`):
@@ -87,7 +98,7 @@ class Runs:
             cfg = self.seed_config(seed) if model == "ncf" else self.config(seed, settings)
             if (model, cfg.train.name) in todo:
                 continue
-            if self._missing(model, cfg):
+            if self._missing(model, cfg) and self._reusable(model, cfg) is None:
                 todo[(model, cfg.train.name)] = (RunRequest(cfg, model), settings)
             else:
                 self.run(model, seed, **settings)  # stored metrics, or evaluated now
@@ -126,6 +137,10 @@ class Runs:
         key = (model, cfg.train.name)
         if key in self.rows:
             return self.rows[key]
+        reused = self._reusable(model, cfg)
+        if reused is not None:
+            self.reused.append(f"{cfg.train.name}-{model}")
+            return self._keep(key, reused)
         path = default_model_dir(cfg, model)
         if self._missing(model, cfg):
             log.info("experiment run %s-%s", cfg.train.name, model)
@@ -152,11 +167,24 @@ class Runs:
                "best_val_f1": bundle.metrics.get("best_val_f1"), **stored["test"]}
         if want_mbr:
             row["mbr"] = stored["test_mbr"]
+        row.update(data_fingerprint=self.data_fp, config_fingerprint=config_fingerprint(cfg),
+                   trained_at=bundle.info.get("created"))
+        return self._keep(key, row)
+
+    def _keep(self, key: tuple[str, str], row: dict) -> dict:
         self.rows[key] = row
         io.write_json(list(self.rows.values()), io.join(self.report, "results.json"))
         return row
 
     def bundle(self, model: str, seed: int) -> ModelBundle:
-        """The model directory of ``model`` at ``seed`` and the default settings (trained if needed)."""
-        return load_model_dir(self.run(model, seed)["model_dir"])
+        """The model directory of ``model`` at ``seed`` and the default settings (trained if needed).
+
+        Raises:
+            FileNotFoundError: when the run's row was reused and its model directory is not here.
+        """
+        row = self.run(model, seed)
+        if "reused_from" in row and not io.exists(io.join(row["model_dir"], "bundle.json")):
+            raise FileNotFoundError(f"run {row['run']}-{model} was reused from {row['reused_from']}, but this "
+                                    f"section needs its model directory ({row['model_dir']} is not here)")
+        return load_model_dir(row["model_dir"])
 

@@ -31,6 +31,12 @@ start from the pipeline's models. The runs the chosen experiments need
 once (:mod:`dpr_dist.train.parallel`): each seed's pre-training first, then the rest, each
 evaluated as soon as it has finished.
 
+Rows of an earlier report's ``results.json`` can stand for runs that are not here
+(``ExperimentOptions.reuse_results``, ``--reuse-results FILE``): each row carries the
+fingerprints of its data and configuration, and a run with no model directory takes a
+matching row instead of training (:mod:`~dpr_dist.eval.experiment_store`). Seeds trained by
+different jobs become one table that way.
+
 With ``ExperimentOptions.mbr`` (``--mbr [T]``), the tables and ``generation`` add each
 candidate-picking model's pick of highest expected F1 (:mod:`dpr_dist.eval.mbr`) beside the
 paper's best-scoring pick; it needs no training, so adding it to finished runs only evaluates.
@@ -55,8 +61,8 @@ from dpr_dist.data import io
 from dpr_dist.eval import plots
 from dpr_dist.eval.case_study import case_study_markdown, find_record
 from dpr_dist.eval.experiment_options import EXPERIMENTS, ExperimentOptions, parse_list
-from dpr_dist.eval.experiment_report import (LABELS, SWEEP_MODELS, aggregate, cell, figure_sweep, markdown_table,
-                                             seeds_note, table)
+from dpr_dist.eval.experiment_report import (LABELS, aggregate, cell, figure_sweep, markdown_table, seeds_note,
+                                             sweep_items, table)
 from dpr_dist.eval.experiment_runs import Runs
 from dpr_dist.eval.generation_eval import generation_metrics
 from dpr_dist.eval.patient_groups import mask_tsne
@@ -70,27 +76,44 @@ TABLE4_MODELS = ("ncf", "nn", "package2vec", "lda", "br", "dam", "gnn", "wg", "a
 TABLE5_MODELS = ("wg_context", "wg_type", "ag_mask", "ag_type", "wg", "ag")
 
 
+#: The setting each sweep varies, and the option that holds its values.
+SWEEPS = {"table6": ("model.gnn_layers", "layers"), "fig6": ("data.threshold", "thresholds"),
+          "fig7": ("train.negative_ratio", "negatives")}
+
+
+def section_runs(name: str, opts: ExperimentOptions) -> tuple[list[tuple[str, str, dict[str, Any]]], tuple[int, ...]]:
+    """The runs experiment ``name`` evaluates: its ``(label, model, settings)`` items, and the
+    seeds (``fig8`` and ``case`` look at the first seed only). The sections below ask
+    :class:`Runs` for exactly these, and :func:`planned_runs` trains them up front."""
+    if name in SWEEPS:
+        key, option = SWEEPS[name]
+        return sweep_items(key, getattr(opts, option)), opts.seeds
+    models = {"table4": TABLE4_MODELS, "table5": TABLE5_MODELS, "fig8": (opts.mask_model,), "case": ("wg", "ag"),
+              "generation": (opts.generation_model,)}[name]
+    return [(LABELS[m], m, {}) for m in models], opts.seeds[:1] if name in ("fig8", "case") else opts.seeds
+
+
 def _table4(runs: Runs, opts: ExperimentOptions, report: str) -> str:
-    return table(runs, opts, "Table 4: the performance of each model",
-                 [(LABELS[m], m, {}) for m in TABLE4_MODELS])
+    return table(runs, opts, "Table 4: the performance of each model", section_runs("table4", opts)[0])
 
 
 def _table5(runs: Runs, opts: ExperimentOptions, report: str) -> str:
-    return table(runs, opts, "Table 5: ablation study", [(LABELS[m], m, {}) for m in TABLE5_MODELS])
+    return table(runs, opts, "Table 5: ablation study", section_runs("table5", opts)[0])
 
 
 def _table6(runs: Runs, opts: ExperimentOptions, report: str) -> str:
-    return table(runs, opts, "Table 6: number of GNN layers",
-                 [(f"{LABELS[m]}-{k}", m, {"model.gnn_layers": k}) for m in SWEEP_MODELS for k in opts.layers])
+    return table(runs, opts, "Table 6: number of GNN layers", section_runs("table6", opts)[0])
 
 
 def _fig6(runs: Runs, opts: ExperimentOptions, report: str) -> str:
-    return figure_sweep(runs, opts, report, "fig6", "data.threshold", opts.thresholds,
+    key, option = SWEEPS["fig6"]
+    return figure_sweep(runs, opts, report, "fig6", key, getattr(opts, option),
                         "Figure 6: co-occurrence proportion threshold", "threshold")
 
 
 def _fig7(runs: Runs, opts: ExperimentOptions, report: str) -> str:
-    return figure_sweep(runs, opts, report, "fig7", "train.negative_ratio", opts.negatives,
+    key, option = SWEEPS["fig7"]
+    return figure_sweep(runs, opts, report, "fig7", key, getattr(opts, option),
                         "Figure 7: number of negative samples", "negative samples per positive")
 
 
@@ -141,20 +164,10 @@ def _generation(runs: Runs, opts: ExperimentOptions, report: str) -> str:
 
 
 def planned_runs(names: Sequence[str], opts: ExperimentOptions) -> list[tuple[str, int, dict[str, Any]]]:
-    """Every run the experiments ``names`` evaluate, ``(model, seed, settings)`` in report order
-    (the sections above ask :class:`Runs` for exactly these), so that they can train up front,
-    ``train.parallel_runs`` at once."""
-    sweeps = {"table6": ("model.gnn_layers", opts.layers), "fig6": ("data.threshold", opts.thresholds),
-              "fig7": ("train.negative_ratio", opts.negatives)}
-    first = opts.seeds[:1]
-    needs: dict[str, tuple[list[tuple[str, dict]], Sequence[int]]] = {
-        "table4": ([(m, {}) for m in TABLE4_MODELS], opts.seeds),
-        "table5": ([(m, {}) for m in TABLE5_MODELS], opts.seeds),
-        **{n: ([(m, {k: v}) for m in SWEEP_MODELS for v in values], opts.seeds) for n, (k, values) in sweeps.items()},
-        "fig8": ([(opts.mask_model, {})], first), "case": ([("wg", {}), ("ag", {})], first),
-        "generation": ([(opts.generation_model, {})], opts.seeds)}
+    """Every run the experiments ``names`` evaluate (:func:`section_runs`), ``(model, seed,
+    settings)`` in report order, so that they can train up front, ``train.parallel_runs`` at once."""
     return [(m, seed, settings) for name in EXPERIMENTS if name in names
-            for seed in needs[name][1] for m, settings in needs[name][0]]
+            for items, seeds in [section_runs(name, opts)] for seed in seeds for _, m, settings in items]
 
 
 SECTIONS: dict[str, Callable[[Runs, ExperimentOptions, str], str]] = {
@@ -181,7 +194,8 @@ def run_experiments(cfg: Config, out: str, which: str | Sequence[str] = EXPERIME
     Returns:
         ``{"report": path of report.md, "files": [written files], "sections": {name: markdown},
         "results": [one dict per run], "trained": [runs trained by this call, {name}-{model}],
-        "unplanned": [those of them trained outside the up-front plan (none expected)]}``.
+        "unplanned": [those of them trained outside the up-front plan (none expected)],
+        "reused": [runs whose rows came from ``options.reuse_results``]}``.
 
     Raises:
         ValueError: on an unknown experiment or a bad option, before any training.
@@ -198,7 +212,7 @@ def run_experiments(cfg: Config, out: str, which: str | Sequence[str] = EXPERIME
         ensure_data(cfg)
     opts.check(float(load_prepared(cfg.data.prepared).manifest.get("build_threshold", 0.0)))
     report = io.join(out, "report")
-    runs = Runs(cfg, report, opts.mbr)
+    runs = Runs(cfg, report, opts.mbr, opts.reuse_results)
     runs.train_planned(planned_runs(names, opts))
     sections: dict[str, str] = {}
     files = []
@@ -209,10 +223,14 @@ def run_experiments(cfg: Config, out: str, which: str | Sequence[str] = EXPERIME
         files.append(io.join(report, f"{name}.md"))
         if name in ("fig6", "fig7", "fig8"):
             files.append(io.join(report, f"{name}.png"))
+    reused = (f" {len(runs.reused)} of the runs were not trained here: their rows are reused from "
+              f"{', '.join(f'`{p}`' for p in opts.reuse_results)} (`reused_from` in `results.json`)."
+              if runs.reused else "")
     head = (f"# Experiments\n\nData: `{cfg.data.prepared}` ({runs.test.num_rows} test records). Runs: "
-            f"`{cfg.train.storage_path}`. Seeds: {', '.join(map(str, opts.seeds))}.\n")
+            f"`{cfg.train.storage_path}`. Seeds: {', '.join(map(str, opts.seeds))}.{reused}\n")
     path = io.join(report, "report.md")
     write_text("\n".join([head, *sections.values()]), path)
     log.info("report -> %s", path)
     return {"report": path, "files": [path, *files, io.join(report, "results.json")], "sections": sections,
-            "results": list(runs.rows.values()), "trained": runs.trained, "unplanned": runs.unplanned}
+            "results": list(runs.rows.values()), "trained": runs.trained, "unplanned": runs.unplanned,
+            "reused": runs.reused}

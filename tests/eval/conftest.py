@@ -1,7 +1,9 @@
-"""One tiny ``dpr pipeline`` run per session, shared by the pipeline and experiment tests."""
+"""One tiny ``dpr pipeline`` run per session and the experiments on its output, shared by the
+pipeline, experiment and experiment-store tests."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -32,3 +34,20 @@ def pipeline_run(tiny_data, tiny_prepared, tmp_path_factory):
     result = pipeline(cfg, tiny_data["emr"], tiny_data["ddi"], str(out), ",".join(PIPELINE_RUN_MODELS))
     return {"out": out, "result": result, "cfg": cfg, "models": PIPELINE_RUN_MODELS, "emr": tiny_data["emr"],
             "ddi": tiny_data["ddi"], "span_ns": (started, time.time_ns())}
+
+
+@pytest.fixture(scope="session")
+def experiment(pipeline_run):
+    """The experiments in the output directory of the session's tiny pipeline: same config and
+    inputs, so its prepared data and its runs (pre-training, DPR-WG, DPR-AG) are reused."""
+    from dpr_dist.eval.experiment_options import ExperimentOptions
+    from dpr_dist.eval.experiments import run_experiments
+
+    out = pipeline_run["out"]
+    created = json.loads((out / "prepared" / "manifest.json").read_text())["created"]
+    before = {m: sorted(p.name for p in (out / "runs" / f"tiny-{m}").glob("epoch_*")) for m in ("ncf", "wg", "ag")}
+    res = run_experiments(pipeline_run["cfg"], str(out), "table6,fig6,fig8,case,generation",
+                          ExperimentOptions(seeds=(0,), thresholds=(0.01, 0.1), mbr=1.0),
+                          emr=pipeline_run["emr"], ddi=pipeline_run["ddi"])
+    return {"out": out, "res": res, "report": out / "report", "created": created, "before": before,
+            "pipeline": pipeline_run["result"]}

@@ -18,7 +18,7 @@ from dpr_dist.eval.evaluate import evaluate_models
 from dpr_dist.eval.case_study import case_study_markdown, find_record
 from dpr_dist.eval.experiment_options import DEFAULT_GROUPS, ExperimentOptions, parse_list
 from dpr_dist.eval.experiment_report import aggregate, cell, markdown_table
-from dpr_dist.eval.experiments import TABLE4_MODELS, TABLE5_MODELS, planned_runs, run_experiments
+from dpr_dist.eval.experiments import TABLE4_MODELS, TABLE5_MODELS, planned_runs
 from dpr_dist.eval.generation_eval import as_candidates, generation_metrics
 from dpr_dist.eval.patient_groups import group_labels, mask_tsne, parse_group
 from dpr_dist.eval.generation import GeneratedPackage
@@ -151,20 +151,6 @@ def test_case_study_tables(tmp_path):
 
 
 # ----------------------------------------------------------------------------- end to end
-@pytest.fixture(scope="module")
-def experiment(pipeline_run):
-    """The experiments in the output directory of the session's tiny pipeline: same config and
-    inputs, so its prepared data and its runs (pre-training, DPR-WG, DPR-AG) are reused."""
-    out = pipeline_run["out"]
-    created = json.loads((out / "prepared" / "manifest.json").read_text())["created"]
-    before = {m: sorted(p.name for p in (out / "runs" / f"tiny-{m}").glob("epoch_*")) for m in ("ncf", "wg", "ag")}
-    res = run_experiments(pipeline_run["cfg"], str(out), "table6,fig6,fig8,case,generation",
-                          ExperimentOptions(seeds=(0,), thresholds=(0.01, 0.1), mbr=1.0),
-                          emr=pipeline_run["emr"], ddi=pipeline_run["ddi"])
-    return {"out": out, "res": res, "report": out / "report", "created": created, "before": before,
-            "pipeline": pipeline_run["result"]}
-
-
 @pytest.mark.slow
 def test_experiment_writes_every_section(experiment):
     report = experiment["report"]
