@@ -109,7 +109,7 @@ def subset_prepared(prepared: str, rows: int, out: str) -> str:
 def ray_train(cfg: Config, kind: str, prepared: str, workers: int, threads: int, workdir: str) -> float:
     """Patients/s of the second of two epochs of ``fit`` (fast path) over ``prepared``'s train split."""
     from dpr_dist.train.run import fit
-    from dpr_dist.train.worker import ValidationData
+    from dpr_dist.train.validation import ValidationData
 
     prep = load_prepared(prepared, cfg.data.threshold)
     cfg = replace(cfg, data=replace(cfg.data, prepared=prepared), model=replace(cfg.model, name=kind, fast=True),

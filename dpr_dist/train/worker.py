@@ -40,16 +40,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import torch
 from torch import nn
 
 from dpr_dist.config import Config
 from dpr_dist.data.documents import NOTE_VOCAB_SIZE
-from dpr_dist.data.graphs import PairTable
-from dpr_dist.eval.candidates import Candidates
-from dpr_dist.eval.evaluate import pick_packages, subset_candidates
-from dpr_dist.eval.metrics import package_prf, topk_drugs
 from dpr_dist.models.layers import l2_penalty
 from dpr_dist.models.ncf import NCF
 from dpr_dist.models.ranking import CandidateRanking
@@ -58,26 +53,9 @@ from dpr_dist.runtime import seed_everything
 from dpr_dist.train.collate import collate_packages, collate_patients, collate_positives, package_csr
 from dpr_dist.train.negatives import (
     gather_drug_pool, gather_packages, negative_layout, sample_negative_drugs, sample_negative_packages)
+from dpr_dist.train.validation import ValidationData, validation_f1_sum
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class ValidationData:
-    """The validation split as the workers need it (built once on the driver).
-
-    Attributes:
-        table: Validation records (``record_id``, ``doc_ids``, ``note``, ``drug_ids``).
-        candidates: Candidate sets from the pre-trained embeddings (package models).
-        top_k: NCF's package size (average training package size).
-        relation, cooc: Pair tables that candidate graphs are built from.
-    """
-
-    table: pa.Table
-    candidates: Candidates | None
-    top_k: int
-    relation: PairTable
-    cooc: PairTable
 
 
 @dataclass
@@ -248,28 +226,6 @@ class _Runner:
         total, n = _all_reduce([f1_sum, float(rows.size)], self.device)
         model.train()
         return total / n if n else 0.0
-
-
-@torch.no_grad()
-def validation_f1_sum(model: nn.Module, val: ValidationData, rows: np.ndarray, kind: str, cfg: Config,
-                      num_doc_words: int, device: torch.device) -> float:
-    """Sum of the F1 of the validation records ``rows`` (the model in eval mode): top-``K``
-    drugs for NCF, the best-scoring candidate for a package model."""
-    model.eval()
-    if not rows.size:
-        return 0.0
-    part = val.table.take(rows)
-    chunk = max(1, cfg.eval.batch_size)
-    preds: list[np.ndarray] = []
-    for s in range(0, len(rows), chunk):
-        sub = part.slice(s, chunk)
-        u = model.encode(collate_patients(sub, num_doc_words).to(device))
-        if kind == "ncf":
-            preds += topk_drugs(model.rank_drugs(u).cpu(), val.top_k)
-        else:
-            preds += pick_packages(model, u, subset_candidates(val.candidates, rows[s: s + chunk]), val.relation,
-                                   val.cooc, cfg.data.threshold, chunk, device)
-    return float(package_prf(preds, package_csr(part))["f1"].sum())
 
 
 def _resolve(obj: Any) -> Any:
