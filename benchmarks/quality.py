@@ -39,7 +39,6 @@ from dpr_dist.train.collate import (RECORD_COLUMNS, collate_packages, collate_pa
 from dpr_dist.train.neighbourhood import Neighbourhood
 from dpr_dist.models.ranking import CandidateRanking
 from dpr_dist.train.negatives import negative_layout, sample_negative_drugs, sample_negative_packages
-from dpr_dist.train.packages import PackageSet
 from dpr_dist.train.prepared import load_prepared, read_records
 
 torch.set_num_threads(1)
