@@ -33,7 +33,7 @@ class Runs:
 
     Args:
         cfg: The configuration, ``train.storage_path`` already under the output directory.
-        report: Where ``results.json`` goes.
+        report: Where ``results.json`` goes (rows already there stay, unless evaluated again).
         mbr: With a temperature, every candidate-picking run also reports the pick of
             highest expected F1 (:mod:`dpr_dist.eval.mbr`) as the row's ``"mbr"`` metrics.
         reuse: Earlier ``results.json`` files whose rows stand for runs that have no model
@@ -43,6 +43,9 @@ class Runs:
     def __init__(self, cfg: Config, report: str, mbr: float | None = None, reuse: Sequence[str] = ()) -> None:
         self.cfg, self.report, self.mbr = cfg, report, mbr
         self.test = read_records(cfg.data.prepared, "test")
+        path = io.join(report, "results.json")
+        #: Rows an earlier call wrote to ``results.json`` (kept there beside this call's rows).
+        self._earlier = {(r["model"], r["run"]): r for r in (io.read_json(path) if io.exists(path) else [])}
         self.reuse = Reuse(reuse, cfg.data.prepared, mbr) if reuse else None
         self.data_fp = self.reuse.data_fp if self.reuse else data_fingerprint(cfg.data.prepared)
         self.rows: dict[tuple[str, str], dict] = {}
@@ -172,8 +175,11 @@ class Runs:
         return self._keep(key, row)
 
     def _keep(self, key: tuple[str, str], row: dict) -> dict:
+        """Add ``row`` to :attr:`rows` and write ``results.json``: this call's rows and those
+        of earlier calls in the same output directory (a call with fewer seeds or sections
+        drops none)."""
         self.rows[key] = row
-        io.write_json(list(self.rows.values()), io.join(self.report, "results.json"))
+        io.write_json(list({**self._earlier, **self.rows}.values()), io.join(self.report, "results.json"))
         return row
 
     def bundle(self, model: str, seed: int) -> ModelBundle:

@@ -16,7 +16,8 @@
 ==============  ==========================================================================
 
 and writes Markdown tables and PNG plots into ``DIR/report`` (``report.md`` joins the
-sections; ``results.json`` holds every run's test metrics). Tables and figures give the
+sections; ``results.json`` holds the test metrics of every run evaluated there, by this
+call or an earlier one). Tables and figures give the
 mean and standard deviation over the seeds; ``fig8`` and ``case`` use the first seed.
 
 Every (model, setting, seed) is one :func:`dpr_dist.train.run.train` call with its own

@@ -125,3 +125,6 @@ def test_report_rebuilt_from_results_without_training(experiment, pipeline_run, 
     fig8 = run_experiments(pipeline_run["cfg"], str(out), "fig8", opts, emr=pipeline_run["emr"],
                            ddi=pipeline_run["ddi"])
     assert fig8["trained"] == [] and (out / "report" / "fig8.png").is_file()
+    # the Table 6 rows of the first call stay in results.json beside the one fig8 evaluated
+    after = {(r["run"], r["model"]) for r in json.loads((out / "report" / "results.json").read_text())}
+    assert after == {(r["run"], r["model"]) for r in again} and len(fig8["results"]) == 1
