@@ -94,6 +94,13 @@ class ModelConfig:
         edge_dim: Size of the DPR-AG edge attribute vectors (eq. 16).
         gnn_layers: Number of message-passing layers (Table 6 uses 1 and 2).
         ce_weight: Weight of the interaction-type cross-entropy in eq. 21.
+        type_targets: Which labelled drug pairs the cross-entropy of eq. 21 runs over:
+            ``"graph"`` (the paper) the labelled edges of each patient's own package graph;
+            ``"relation"`` every labelled pair of ``R`` among the vocabulary's drugs, so that
+            the edge attributes also learn the types that doctors keep out of packages
+            (antagonism; docs/training.md, "Which pairs teach DPR-AG the interaction types").
+        type_pairs: With ``type_targets: relation``, at most this many pairs of ``R`` per
+            step, drawn uniformly (all of them when ``R`` has fewer).
         fast: DPR models compute package embeddings, scores and the loss through the fast
             path (:mod:`dpr_dist.models.fast`: the same function with shared and
             restructured work); False selects the straightforward reference code.
@@ -108,7 +115,15 @@ class ModelConfig:
     edge_dim: int = 32
     gnn_layers: int = 1
     ce_weight: float = 1.0
+    type_targets: str = "graph"
+    type_pairs: int = 4096
     fast: bool = True
+
+    def __post_init__(self) -> None:
+        if self.type_targets not in ("graph", "relation"):
+            raise ValueError(f"ModelConfig.type_targets={self.type_targets!r} must be 'graph' or 'relation'")
+        if self.type_pairs < 1:
+            raise ValueError(f"ModelConfig.type_pairs={self.type_pairs} must be >= 1")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from dpr_dist.data import io
 from dpr_dist.data.graphs import ANTAGONISM, SYNERGISM, package_edges
 from dpr_dist.eval.evaluate import candidate_graphs, encode_records
 from dpr_dist.eval.experiment_report import markdown_table
+from dpr_dist.eval.interaction_types import TYPE_NAMES, type_head_metrics
 from dpr_dist.eval.package_csr import PackageCSR
 from dpr_dist.train.collate import package_csr
 from dpr_dist.train.prepared import read_records
@@ -81,6 +82,18 @@ def _md(text: Any) -> str:
     return "-" if text is None else str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _type_head_line(ag: ModelBundle) -> str:
+    """How far the type probabilities of Table 8 can be trusted: the type head against ``R``."""
+    m = type_head_metrics(ag.model, ag.relation)
+    if not m["type_pairs"]:
+        return "R has no labelled pair, so the type head was never trained."
+    recalls = ", ".join(f"{t} {m[f'type_recall_{t}']:.2f}" for t in TYPE_NAMES if f"type_recall_{t}" in m)
+    return (f"How far to trust these probabilities: on all {m['type_pairs']:,} labelled pairs of R, the "
+            f"non-personalized type is right for {m['type_accuracy']:.1%} (always answering the commonest type: "
+            f"{m['type_majority_accuracy']:.1%}); recall per type: {recalls} (`model.type_targets: "
+            f"{ag.cfg.model.type_targets}`).")
+
+
 def case_study_markdown(record: pa.Table, wg: ModelBundle, ag: ModelBundle, max_rows: int, seed: int) -> str:
     """Tables 7 and 8 for one record, as Markdown.
 
@@ -114,7 +127,7 @@ def case_study_markdown(record: pa.Table, wg: ModelBundle, ag: ModelBundle, max_
     fmt = lambda p: "[" + ", ".join(f"{x:.3f}" for x in p) + "]"  # noqa: E731
     rows = [[names[src[i]], names[dst[i]], TYPES[int(ex["edge_rel"][i])], fmt(ex["type_prob"][i]),
              fmt(ex["type_prob_personal"][i])] for i in sel]
-    parts += [f"### Table 8: edge attributes (DPR-AG) for record `{rid}`",
+    parts += [f"### Table 8: edge attributes (DPR-AG) for record `{rid}`", _type_head_line(ag),
               markdown_table(["Drug 1", "Drug 2", "Type", "softmax(e Q) (none, syn., ant.)", "softmax(ê Q)"], rows)
               if rows else "No labelled drug pair in this package graph."]
     return "\n\n".join(parts) + "\n"

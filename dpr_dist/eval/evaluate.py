@@ -30,6 +30,7 @@ from torch_geometric.data import Batch
 
 from dpr_dist.data.graphs import PairTable, package_edges
 from dpr_dist.eval.candidates import Candidates
+from dpr_dist.eval.interaction_types import has_type_head, type_head_metrics
 from dpr_dist.eval.mbr import mbr_pick
 from dpr_dist.eval.metrics import oracle_ceiling, summarize, topk_drugs
 from dpr_dist.eval.package_csr import PackageCSR
@@ -204,6 +205,9 @@ def evaluate_models(bundle: "ModelBundle", records: pa.Table, models: Sequence[s
                     mbr_temperature: float | None = None) -> tuple[dict[str, dict], pa.Table]:
     """:func:`evaluate` for several models at once, sharing embeddings and candidate sets.
 
+    A model with an interaction-type head (DPR-AG) also gets the ``type_*`` entries of
+    :func:`~dpr_dist.eval.interaction_types.type_head_metrics`.
+
     With ``mbr_temperature``, the package model also picks the candidate of highest
     expected F1 under ``softmax(scores / mbr_temperature)`` (:mod:`dpr_dist.eval.mbr`), as
     the extra row ``<model>+mbr`` after the others.
@@ -257,6 +261,8 @@ def evaluate_models(bundle: "ModelBundle", records: pa.Table, models: Sequence[s
         else:  # "nn" from the bundle's candidate sets
             pred, ceil = cands.pick(np.zeros(int(cands.valid.sum())))[1], ceiling
         metrics[m] = {"model": m, **summarize(pred, true, relation, ceil)}
+        if m == bundle.model_name and has_type_head(bundle.model):  # DPR-AG: its type head against R
+            metrics[m].update(type_head_metrics(bundle.model, bundle.relation))
         tables.append(predictions_table(ids, m, pred, names))
     for m, pred in extra.items():
         metrics[m] = {"model": m, **summarize(pred, true, relation, ceiling), "mbr_temperature": mbr_temperature}

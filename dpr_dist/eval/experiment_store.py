@@ -46,6 +46,12 @@ NEUTRAL = {
     "eval": ("batch_size",),
 }
 SECTIONS = ("data", "model", "train", "eval")
+#: Settings added after fingerprints were first recorded, with their defaults. A setting at
+#: its default is left out of the fingerprint, so rows measured before it existed (which
+#: trained as the default does) still match; any other value is part of it.
+ADDED_LATER = {
+    "model": {"type_targets": "graph", "type_pairs": 4096},
+}
 
 
 def _sha(obj: Any) -> str:
@@ -53,9 +59,15 @@ def _sha(obj: Any) -> str:
 
 
 def config_fingerprint(cfg: Config) -> str:
-    """SHA-256 (hex) of the settings of ``cfg`` that change a run's results (see :data:`NEUTRAL`)."""
+    """SHA-256 (hex) of the settings of ``cfg`` that change a run's results (see :data:`NEUTRAL`
+    and :data:`ADDED_LATER`)."""
     d = cfg.to_dict()
-    return _sha({s: {k: v for k, v in d[s].items() if k not in NEUTRAL.get(s, ())} for s in SECTIONS})
+
+    def counts(section: str, key: str, value: Any) -> bool:
+        later = ADDED_LATER.get(section, {})
+        return key not in NEUTRAL.get(section, ()) and not (key in later and value == later[key])
+
+    return _sha({s: {k: v for k, v in d[s].items() if counts(s, k, v)} for s in SECTIONS})
 
 
 def data_fingerprint(prepared: str) -> str:

@@ -29,6 +29,7 @@ from dpr_dist.models.fast import FastPlan
 from dpr_dist.models.encoder import PatientEncoder
 from dpr_dist.models.layers import MLP, AGConv, GatedReadout, WGConv, kaiming_init
 from dpr_dist.models.ncf import NCF
+from dpr_dist.models.type_targets import relation_type_loss
 from dpr_dist.models.variants import VARIANTS
 
 GraphInput = Batch | Data
@@ -76,6 +77,8 @@ class DPR(nn.Module):
         self.fast = bool(cfg.fast)  # route through dpr_dist.models.fast (False: the reference)
         self.num_drugs = num_drugs
         self.ce_weight = cfg.ce_weight
+        self.type_targets, self.type_pairs = cfg.type_targets, cfg.type_pairs  # models/type_targets.py
+        self.type_src = self.type_dst = self.type_rel = None  # R's labelled pairs (set_type_pairs)
         dim, hid = cfg.drug_dim, cfg.hidden
         self.encoder = PatientEncoder(cfg, num_doc_words, num_chars)  # eqs. 1-3
         self.drug_emb = nn.Embedding(num_drugs, dim)
@@ -264,7 +267,9 @@ class DPR(nn.Module):
         * CE (variants with ``type_loss``): ``-ln softmax(e_vu^T Q)[R_vu]`` with the
           unmasked ``e_vu`` (eq. 16), averaged over the edges of the positive graphs
           whose relation is labelled (``edge_rel != -1``), times ``model.ce_weight``.
-          Zero when there is none. Negative packages' edges never enter it.
+          Zero when there is none. Negative packages' edges never enter it. With
+          ``model.type_targets: relation``, over the labelled pairs of ``R`` instead
+          (:mod:`dpr_dist.models.type_targets`).
 
         The L2 term ``lambda ||Theta||^2`` is left to the trainer
         (:func:`dpr_dist.models.layers.l2_penalty`).
@@ -308,16 +313,20 @@ class DPR(nn.Module):
         stats = {"bpr": bpr.detach(), "pair_acc": (diff > 0).float().mean().detach()}
         loss = bpr
         if self.variant.type_loss:
-            ce, n = self._type_loss(aux["e"], graphs, group)
+            ce, n = self.type_loss(aux["e"], graphs, group)
             loss = loss + self.ce_weight * ce  # eq. 21
             stats["ce"], stats["ce_edges"] = ce.detach(), n.detach()
         return loss, stats
 
-    def _type_loss(self, e: Tensor, graphs: Batch, group: int) -> tuple[Tensor, Tensor]:
-        """Mean ``-ln softmax(e_vu^T Q)[R_vu]`` over labelled edges of positive graphs.
+    def type_loss(self, e: Tensor, graphs: Batch, group: int) -> tuple[Tensor, Tensor]:
+        """Mean ``-ln softmax(e_vu^T Q)[R_vu]`` over labelled edges of positive graphs, and their count.
 
         Computed with a mask (no data-dependent shapes), so ``Q`` takes part in every step.
+        With ``model.type_targets: relation`` over the labelled pairs of ``R`` instead
+        (:func:`~dpr_dist.models.type_targets.relation_type_loss`; ``e`` and ``graphs`` unused).
         """
+        if self.type_targets == "relation":
+            return relation_type_loss(self)
         batch, _ = _graph_index(graphs)
         rel = graphs.edge_rel
         positive = batch[graphs.edge_index[1]] % group == 0

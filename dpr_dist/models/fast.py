@@ -45,6 +45,7 @@ from torch import Tensor, nn
 from dpr_dist.models.batch import PatientBatch
 from dpr_dist.models.fast_kernels import context_factor, gru_messages, kernel_dtype
 from dpr_dist.models.fast_plan import FastPlan, build_plan
+from dpr_dist.models.type_targets import relation_type_loss
 
 if TYPE_CHECKING:  # dpr.py imports this module
     from dpr_dist.models.dpr import DPR
@@ -161,7 +162,11 @@ def loss(model: "DPR", p: PatientBatch, plan: FastPlan, num_negatives: int) -> t
     bpr = -F.logsigmoid(diff).mean()
     stats = {"bpr": bpr.detach(), "pair_acc": (diff > 0).float().mean().detach()}
     out = bpr
-    if model.variant.type_loss:  # -ln softmax(e^T Q)[R], per distinct (pair, relation) x count
+    if model.variant.type_loss and model.type_targets == "relation":  # pairs of R (models/type_targets.py)
+        ce, n = relation_type_loss(model)
+        out = out + model.ce_weight * ce
+        stats["ce"], stats["ce_edges"] = ce.detach(), n.detach()
+    elif model.variant.type_loss:  # -ln softmax(e^T Q)[R], per distinct (pair, relation) x count
         logp = torch.log_softmax(model.type_proj(e_pair).to(kernel_dtype(e_pair)), dim=-1)
         n = plan.ce_edges
         ce = -(logp[plan.ce_pair, plan.ce_rel] * plan.ce_count.to(logp.dtype)).sum() / n.clamp(min=1).to(logp.dtype)

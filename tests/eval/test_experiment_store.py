@@ -9,9 +9,9 @@ from dataclasses import replace
 
 import pytest
 
-from dpr_dist.config import load_config
+from dpr_dist.config import Config, load_config
 from dpr_dist.eval.experiment_options import ExperimentOptions
-from dpr_dist.eval.experiment_store import Reuse, config_fingerprint, data_fingerprint, load_results, match
+from dpr_dist.eval.experiment_store import ADDED_LATER, Reuse, config_fingerprint, data_fingerprint, load_results, match
 from dpr_dist.eval.experiments import run_experiments
 
 
@@ -25,6 +25,19 @@ def test_config_fingerprint_ignores_paths_names_and_scheduling():
     for change in ("train.epochs=9", "train.seed=3", "data.threshold=0.05", "model.gnn_layers=2",
                    "eval.neighbors=30", "train.num_workers=3"):
         assert config_fingerprint(cfg.with_overrides([change])) != fp, change
+
+
+def test_settings_added_later_keep_old_fingerprints():
+    """A setting added after fingerprints were recorded does not change them at its default,
+    so rows measured before it existed still match; another value does change them."""
+    cfg = Config()
+    # config_fingerprint(Config()) at 43f4a33, before model.type_targets / type_pairs existed
+    assert config_fingerprint(cfg) == "2de9e29824363e7daa4768f57033b4ff4594998963ebd9b1d36c976894f63504"
+    for section, settings in ADDED_LATER.items():
+        for key in settings:
+            assert getattr(getattr(cfg, section), key) == settings[key], f"{section}.{key}: default changed"
+    for change in ("model.type_targets=relation", "model.type_pairs=64"):
+        assert config_fingerprint(cfg.with_overrides([change])) != config_fingerprint(cfg), change
 
 
 def _row(**kw):

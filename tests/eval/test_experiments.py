@@ -16,6 +16,7 @@ from dpr_dist.config import GenerationConfig
 from dpr_dist.eval import plots
 from dpr_dist.eval.evaluate import evaluate_models
 from dpr_dist.eval.case_study import case_study_markdown, find_record
+from dpr_dist.eval.interaction_types import type_head_metrics
 from dpr_dist.eval.experiment_options import DEFAULT_GROUPS, ExperimentOptions, parse_list
 from dpr_dist.eval.experiment_report import aggregate, cell, markdown_table
 from dpr_dist.eval.experiments import TABLE4_MODELS, TABLE5_MODELS, planned_runs
@@ -148,6 +149,9 @@ def test_case_study_tables(tmp_path):
     assert all(-1 <= f <= 1 for f in factors)
     probs = re.findall(r"\[([0-9.]+), ([0-9.]+), ([0-9.]+)\]", t8)
     assert len(probs) == 8 and all(sum(map(float, p)) == pytest.approx(1, abs=2e-3) for p in probs)
+    head = type_head_metrics(ag.model, ag.relation)  # the line that says how far to trust them
+    assert f"on all {head['type_pairs']:,} labelled pairs of R" in t8
+    assert f"right for {head['type_accuracy']:.1%}" in t8 and "`model.type_targets: graph`" in t8
 
 
 # ----------------------------------------------------------------------------- end to end

@@ -17,10 +17,12 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dpr_dist.config import load_config
 from dpr_dist.eval.evaluate import evaluate_models
+from dpr_dist.models.type_targets import relation_pairs
 from dpr_dist.train.modeldir import load_model_dir
 from dpr_dist.train.job import job_config, run_job
 from dpr_dist.train.prepared import read_records
@@ -158,6 +160,23 @@ def test_rerun_with_the_same_name_resumes_and_evaluates(faulted, capsys, caplog)
     metrics = load_model_dir(out["model_dirs"]["ag"]).metrics
     assert metrics["history"] == faulted["metrics"]["history"]
     assert metrics["test"]["n"] == out["metrics"]["ag"]["n"]
+
+
+def test_type_loss_over_the_pairs_of_r(faulted):
+    """``model.type_targets: relation`` on Ray Train: every rank gets R's labelled pairs and
+    the run trains; the model directory loads and evaluates without them."""
+    import ray
+
+    cfg = faulted["cfg"].with_overrides(["model.type_targets=relation", "train.epochs=1", "train.name=tiny-rel"])
+    bundle = load_model_dir(train(cfg, "ag", pretrained=faulted["ncf"]))
+    n = relation_pairs(bundle.relation)[2].size
+    logs = Path(ray._private.worker._global_node.get_logs_dir_path())
+    said = [line for f in sorted(logs.glob("worker-*.out")) for line in f.read_text(errors="replace").splitlines()
+            if "interaction-type loss over the" in line]
+    assert n > 0 and len(said) == 1 and f"over the {n} labelled pairs of R" in said[0], said
+    assert bundle.cfg.model.type_targets == "relation" and np.isfinite(bundle.metrics["history"][0]["loss"])
+    metrics, _ = evaluate_models(bundle, read_records(cfg.data.prepared, "test"), ["ag"])
+    assert metrics["ag"]["type_pairs"] == n and 0 <= metrics["ag"]["type_balanced_accuracy"] <= 1
 
 
 def test_model_dir_needs_no_training_data(faulted):
