@@ -35,6 +35,7 @@ from dpr_dist.eval.mbr import mbr_pick
 from dpr_dist.eval.metrics import oracle_ceiling, summarize, topk_drugs
 from dpr_dist.eval.package_csr import PackageCSR
 from dpr_dist.models.batch import PatientBatch
+from dpr_dist.models.variants import reads_edges
 from dpr_dist.train.collate import collate_patients, package_csr
 from dpr_dist.train.packages import PackageSet
 
@@ -70,7 +71,8 @@ def encode_records(encode: Callable[[PatientBatch], Tensor], table: pa.Table, nu
     return torch.cat(out)
 
 
-def candidate_graphs(csr: PackageCSR, relation: PairTable, cooc: PairTable, threshold: float) -> Batch:
+def candidate_graphs(csr: PackageCSR, relation: PairTable, cooc: PairTable, threshold: float,
+                     edges: bool = True) -> Batch:
     """Package graphs of arbitrary packages (paper 4.2.1), for scoring.
 
     Args:
@@ -78,6 +80,7 @@ def candidate_graphs(csr: PackageCSR, relation: PairTable, cooc: PairTable, thre
         relation: ``R`` over the vocabulary.
         cooc: Co-occurrence proportions of the training split.
         threshold: ``data.threshold``.
+        edges: False: the nodes only, for a model that reads no edges (a package baseline).
 
     Returns:
         A PyG ``Batch`` of ``C`` graphs (``drug``, ``edge_index``, ``edge_rel``, ``edge_p``,
@@ -85,6 +88,8 @@ def candidate_graphs(csr: PackageCSR, relation: PairTable, cooc: PairTable, thre
     """
     indptr = np.asarray(csr.indptr, np.int64)
     ids = np.asarray(csr.indices, np.int64)
+    if not edges:
+        return PackageSet.nodes_only(indptr, ids).to_batch()
     e = package_edges(indptr, ids, relation, cooc, threshold)
     ps = PackageSet(indptr, ids, e.offsets, e.src.astype(np.int64), e.dst.astype(np.int64),
                     e.rel.astype(np.int64), e.p, e.w)
@@ -124,7 +129,7 @@ def score_candidates(model: "DPR", u: Tensor, cands: Candidates, relation: PairT
         owner, csr = sub.flat()
         if owner.size == 0:
             continue
-        graphs = candidate_graphs(csr, relation, cooc, threshold)
+        graphs = candidate_graphs(csr, relation, cooc, threshold, edges=reads_edges(model))
         uu = u[start: start + step]
         own = torch.from_numpy(owner)
         plan = model.plan(graphs, own, uu.size(0)) if fast else None  # index maps built on the CPU

@@ -56,6 +56,19 @@ class Variant:
         """Whether the model has the mask layer ``sigma(MLP(u))``."""
         return self.context or self.edge_mask
 
+    @property
+    def reads_edges(self) -> bool:
+        """Whether the model reads a package graph's edges (False for the package baselines,
+        ``graph="none"``, which see a package as its set of drugs)."""
+        return self.graph != "none"
+
+
+def reads_edges(model: nn.Module | None) -> bool:
+    """Whether ``model`` reads package-graph edges; True when unknown (None, or no ``variant``),
+    so that callers build the full graphs unless a model says it does not need them."""
+    variant = getattr(model, "variant", None)
+    return True if variant is None else bool(variant.reads_edges)
+
 
 VARIANTS: dict[str, Variant] = {
     v.name: v

@@ -45,6 +45,7 @@ from dpr_dist.eval.candidates import CandidateIndex
 from dpr_dist.eval.metrics import package_prf
 from dpr_dist.eval.package_csr import PackageCSR, gather_rows
 from dpr_dist.models.ranking import CandidateBatch
+from dpr_dist.models.variants import reads_edges
 from dpr_dist.train.packages import PackageSet
 
 
@@ -106,10 +107,14 @@ def sample_neighbours(table: np.ndarray, rows: np.ndarray, count: int, rng: np.r
     return out
 
 
-def package_graphs(csr: PackageCSR, relation: PairTable, cooc: PairTable, threshold: float) -> PackageSet:
-    """Graphs of drug-id packages, built as evaluation builds candidate graphs (paper 4.2.1)."""
+def package_graphs(csr: PackageCSR, relation: PairTable, cooc: PairTable, threshold: float,
+                   edges: bool = True) -> PackageSet:
+    """Graphs of drug-id packages, built as evaluation builds candidate graphs (paper 4.2.1);
+    with ``edges=False`` the nodes only (for models that do not read edges)."""
     indptr = np.asarray(csr.indptr, np.int64)
     ids = np.asarray(csr.indices, np.int64)
+    if not edges:
+        return PackageSet.nodes_only(indptr, ids)
     e = package_edges(indptr, ids, relation, cooc, threshold)
     return PackageSet(indptr, ids, e.offsets, e.src.astype(np.int64), e.dst.astype(np.int64),
                       e.rel.astype(np.int64), e.p, e.w)
@@ -200,7 +205,8 @@ class Neighbourhood:
             record_ids: ``B`` record ids of the local patients.
             own: Their own packages (``B`` rows, the targets' ground truth).
             model: When it has the DPR fast path (``model.fast``), its plan is built here
-                (on the CPU).
+                (on the CPU). A model that reads no edges (a package baseline) gets the
+                candidates' nodes only.
 
         Returns:
             A :class:`~dpr_dist.models.ranking.CandidateBatch` of the ``[B, k]`` grid, or
@@ -216,7 +222,7 @@ class Neighbourhood:
                                                      np.asarray(own.indices, np.int64)), owner))["f1"]
         target = np.zeros(nb.shape, np.float32)
         target[owner, col] = f1
-        graphs = package_graphs(csr, self.relation, self.cooc, self.threshold).to_batch()
+        graphs = package_graphs(csr, self.relation, self.cooc, self.threshold, edges=reads_edges(model)).to_batch()
         owner_t = torch.from_numpy(owner.astype(np.int64))
         plan = model.plan(graphs, owner_t, len(rows)) if getattr(model, "fast", False) else None
         return CandidateBatch(graphs, owner_t, torch.from_numpy((owner * nb.shape[1] + col).astype(np.int64)),

@@ -75,6 +75,14 @@ class PackageSet:
         return cls(ptr(drugs), cat(drugs, np.int64), ptr(src), cat(src, np.int64), cat(dst, np.int64),
                    cat(rel, np.int64), cat(p, np.float32), cat(w, np.float32))
 
+    @classmethod
+    def nodes_only(cls, node_ptr: np.ndarray, drug: np.ndarray) -> "PackageSet":
+        """Packages without edges, for models that never read them (the package baselines)."""
+        k = len(node_ptr) - 1
+        empty = np.zeros(0, np.int64)
+        return cls(np.asarray(node_ptr, np.int64), np.asarray(drug, np.int64), np.zeros(k + 1, np.int64), empty,
+                   empty, empty, np.zeros(0, np.float32), np.zeros(0, np.float32))
+
     def with_threshold(self, threshold: float) -> "PackageSet":
         """Keep labelled edges and edges with ``p > threshold`` (no rebuild)."""
         keep = filter_edges(self.rel, self.p, threshold)

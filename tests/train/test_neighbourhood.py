@@ -154,3 +154,32 @@ def test_at_threshold_builds_the_neighbours_graphs_at_a_trials_threshold():
     rows = high.table[[3, 11]].ravel()
     expect = package_graphs(gather_rows_(index, rows[rows >= 0]), relation, cooc, 0.15).to_batch()
     assert torch.equal(g_high.edge_index, expect.edge_index)
+
+
+def test_models_that_read_no_edges_get_the_candidates_nodes_only():
+    """A package baseline sees a package as its drugs: its candidates come without edges (not
+    built at all), and score as they do with the full graphs; DPR models get the edges."""
+    from dpr_dist.config import ModelConfig
+    from dpr_dist.models.variants import build_model
+
+    index, _ = make_index()
+    relation, cooc = tables()
+    hood = Neighbourhood.build(index, k=4, count=0, relation=relation, cooc=cooc, threshold=0.01)
+    ids, own = ["R003", "R011"], gather_rows_(index, np.array([3, 11]))
+    cfg = ModelConfig(mlp_out=4, char_dim=4, lstm_hidden=4, drug_dim=8, hidden=16, edge_dim=4)
+    full = hood.candidates(ids, own).graphs
+    assert full.edge_index.shape[1] > 0
+    for name in ("package2vec", "lda", "br", "dam", "nn"):
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(**{**cfg.__dict__, "name": name}), M, 5, 10).eval()
+        if hasattr(model, "fit_packages"):  # Package2vec, LDA: fitted on the training packages first
+            model.fit_packages(list(np.split(index.indices, index.indptr[1:-1])), M, 0)
+        cb = hood.candidates(ids, own, model)
+        assert cb.graphs.edge_index.shape == (2, 0) and cb.graphs.edge_rel.numel() == 0, name
+        assert torch.equal(cb.graphs.drug, full.drug) and torch.equal(cb.graphs.batch, full.batch)
+        u = torch.randn(2, model.encoder.out_dim)
+        with torch.no_grad():
+            torch.testing.assert_close(model.score(u, cb.graphs, cb.owner), model.score(u, full, cb.owner))
+    torch.manual_seed(0)
+    wg = build_model(ModelConfig(**{**cfg.__dict__, "name": "wg", "fast": False}), M, 5, 10)
+    assert torch.equal(hood.candidates(ids, own, wg).graphs.edge_index, full.edge_index)
