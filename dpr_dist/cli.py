@@ -91,6 +91,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from dpr_dist.data import io
     from dpr_dist.eval.evaluate import evaluate_models, format_table
+    from dpr_dist.eval.interaction_types import describe_type_head
     from dpr_dist.train.modeldir import load_model_dir
     from dpr_dist.train.prepared import read_records
 
@@ -104,6 +105,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.generate:
         predictions = pa.concat_tables([predictions, *_generated_picks(bundle, records, metrics, args.mbr)])
     print(f"{args.split} metrics ({records.num_rows} records)\n{format_table(metrics)}")
+    if "type_pairs" in metrics.get(bundle.model_name, {}):  # DPR-AG: what its edge attributes know of R
+        print(f"{bundle.model_name} type head (eq. 21, model.type_targets: {bundle.cfg.model.type_targets}): "
+              f"{describe_type_head(metrics[bundle.model_name])}")
     if args.generate:
         g = metrics[f"{bundle.model_name}+S"]
         print(f"{bundle.model_name}+S: picked from S = S1 ∪ S2 ∪ S3 (paper section 6): a generated package for "

@@ -12,7 +12,7 @@ from dpr_dist.data import io
 from dpr_dist.data.graphs import ANTAGONISM, SYNERGISM, package_edges
 from dpr_dist.eval.evaluate import candidate_graphs, encode_records
 from dpr_dist.eval.experiment_report import markdown_table
-from dpr_dist.eval.interaction_types import TYPE_NAMES, type_head_metrics
+from dpr_dist.eval.interaction_types import describe_type_head, type_head_metrics
 from dpr_dist.eval.package_csr import PackageCSR
 from dpr_dist.train.collate import package_csr
 from dpr_dist.train.prepared import read_records
@@ -84,14 +84,8 @@ def _md(text: Any) -> str:
 
 def _type_head_line(ag: ModelBundle) -> str:
     """How far the type probabilities of Table 8 can be trusted: the type head against ``R``."""
-    m = type_head_metrics(ag.model, ag.relation)
-    if not m["type_pairs"]:
-        return "R has no labelled pair, so the type head was never trained."
-    recalls = ", ".join(f"{t} {m[f'type_recall_{t}']:.2f}" for t in TYPE_NAMES if f"type_recall_{t}" in m)
-    return (f"How far to trust these probabilities: on all {m['type_pairs']:,} labelled pairs of R, the "
-            f"non-personalized type is right for {m['type_accuracy']:.1%} (always answering the commonest type: "
-            f"{m['type_majority_accuracy']:.1%}); recall per type: {recalls} (`model.type_targets: "
-            f"{ag.cfg.model.type_targets}`).")
+    return (f"How far to trust these probabilities: {describe_type_head(type_head_metrics(ag.model, ag.relation))} "
+            f"(`model.type_targets: {ag.cfg.model.type_targets}`).")
 
 
 def case_study_markdown(record: pa.Table, wg: ModelBundle, ag: ModelBundle, max_rows: int, seed: int) -> str:

@@ -88,3 +88,13 @@ def type_head_metrics(model: nn.Module, relation: "PairTable") -> dict[str, floa
             recalls.append(r)
     out["type_balanced_accuracy"] = float(np.mean(recalls))
     return out
+
+
+def describe_type_head(m: dict[str, float]) -> str:
+    """One sentence for a person: :func:`type_head_metrics` ``m`` in words."""
+    if not m.get("type_pairs"):
+        return "R has no labelled pair, so the type head was never trained."
+    recalls = ", ".join(f"{t} {m[f'type_recall_{t}']:.2f}" for t in TYPE_NAMES if f"type_recall_{t}" in m)
+    return (f"on all {m['type_pairs']:,} labelled pairs of R, the non-personalized type is right for "
+            f"{m['type_accuracy']:.1%} (always answering the commonest type: {m['type_majority_accuracy']:.1%}); "
+            f"recall per type: {recalls}")

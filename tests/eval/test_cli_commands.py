@@ -4,6 +4,7 @@ of three cheap models on tiny data, and errors reported before any work."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from dpr_dist.cli import main
+from dpr_dist.models.type_targets import relation_pairs
+from dpr_dist.train.modeldir import load_model_dir
 from dpr_dist.train.prepared import read_records
 
 REPO = Path(__file__).resolve().parents[2]
@@ -101,6 +104,17 @@ def test_pipeline_command_writes_metrics_and_predictions(pipeline_run, tmp_path,
     assert [p.name for p in (out / "runs" / "tiny-nn").iterdir()] == ["model"]  # no Train run for NN
     popular = pred.filter(pc.equal(pred["model"], "popularity"))["drugs"].to_pylist()
     assert all(d == popular[0] for d in popular)  # the same K most frequent drugs for everyone
+
+
+@pytest.mark.slow
+def test_evaluate_command_reports_the_type_head(pipeline_run, dpr_stdout):
+    """``dpr evaluate`` on a DPR-AG directory says what its edge attributes know of R's types."""
+    model_dir = pipeline_run["result"]["model_dirs"]["ag"]
+    assert main(["evaluate", "--model-dir", model_dir, "--split", "val"]) == 0
+    printed = dpr_stdout()
+    n = relation_pairs(load_model_dir(model_dir).relation)[2].size
+    assert f"ag type head (eq. 21, model.type_targets: graph): on all {n:,} labelled pairs of R" in printed
+    assert re.search(r"recall per type: none [01]\.\d\d, synergism [01]\.\d\d, antagonism [01]\.\d\d", printed)
 
 
 @pytest.mark.slow
