@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from functools import cached_property
 from typing import Any, Iterable, Sequence
 
 from dpr_dist.config import Config
@@ -47,7 +48,6 @@ class Runs:
         #: Rows an earlier call wrote to ``results.json`` (kept there beside this call's rows).
         self._earlier = {(r["model"], r["run"]): r for r in (io.read_json(path) if io.exists(path) else [])}
         self.reuse = Reuse(reuse, cfg.data.prepared, mbr) if reuse else None
-        self.data_fp = self.reuse.data_fp if self.reuse else data_fingerprint(cfg.data.prepared)
         self.rows: dict[tuple[str, str], dict] = {}
         self._pretrained: dict[int, str] = {}
         #: Runs trained by this object, ``{name}-{model}``: by :meth:`train_planned`, then
@@ -56,6 +56,12 @@ class Runs:
         self.unplanned: list[str] = []
         #: Runs whose rows came from the ``reuse`` files, ``{name}-{model}``.
         self.reused: list[str] = []
+
+    @cached_property
+    def data_fp(self) -> str:
+        """The prepared data's fingerprint, computed when a row first needs it (it reads every
+        split's ids and packages)."""
+        return self.reuse.data_fp if self.reuse else data_fingerprint(self.cfg.data.prepared)
 
     def seed_config(self, seed: int) -> Config:
         """The base configuration of ``seed``: ``train.seed = seed`` and ``train.name`` unchanged for

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from functools import cached_property
 from typing import Any, Sequence
 
 from dpr_dist.config import Config
@@ -138,9 +139,13 @@ class Reuse:
 
     def __init__(self, paths: Sequence[str], prepared: str, mbr: float | None) -> None:
         self.rows = load_results(paths)
-        self.data_fp = data_fingerprint(prepared)
-        self.mbr = mbr
+        self.prepared, self.mbr = prepared, mbr
         self.rejected: dict[str, str] = {}  # "{run}-{model}": why its row was not used
+
+    @cached_property
+    def data_fp(self) -> str:
+        """This call's data fingerprint, computed on first use."""
+        return data_fingerprint(self.prepared)
 
     def get(self, model: str, cfg: Config) -> dict | None:
         """The row of ``model`` trained with ``cfg`` (its name and settings), if it can be reused."""

@@ -45,6 +45,16 @@ def _row(**kw):
             "f1": 0.4, "mbr": {"f1": 0.41, "mbr_temperature": 1.0}, **kw}
 
 
+def test_data_fingerprint_is_computed_on_first_use(tmp_path):
+    """Loading results reads no prepared data; the fingerprint is read when a row needs it."""
+    a = tmp_path / "a.json"
+    a.write_text(json.dumps([_row()]))
+    reuse = Reuse([str(a)], str(tmp_path / "not-prepared-yet"), None)
+    assert list(reuse.rows) == [("ag", "bench")]
+    with pytest.raises(FileNotFoundError, match="has no train split"):
+        reuse.data_fp
+
+
 def test_load_results_later_files_win_and_bad_files_are_named(tmp_path):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     a.write_text(json.dumps([_row(), _row(model="ncf", mbr=None)]))
