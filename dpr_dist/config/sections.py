@@ -88,6 +88,11 @@ class ModelConfig:
             (antagonism; docs/training.md, "Which pairs teach DPR-AG the interaction types").
         type_pairs: With ``type_targets: relation``, at most this many pairs of ``R`` per
             step, drawn uniformly (all of them when ``R`` has fewer).
+        type_warmup: With ``type_targets: relation``, steps of the type cross-entropy alone
+            (Adam at ``train.lr``) before the first epoch. Trained jointly with the ranking
+            losses from the start, the type head stays at the class prior for hundreds of
+            steps; a few hundred steps alone (about a second) teach it the types, and the
+            joint loss then keeps them (docs/training.md). 0: no warm-up.
         fast: DPR models compute package embeddings, scores and the loss through the fast
             path (:mod:`dpr_dist.models.fast`: the same function with shared and
             restructured work); False selects the straightforward reference code.
@@ -104,6 +109,7 @@ class ModelConfig:
     ce_weight: float = 1.0
     type_targets: str = "graph"
     type_pairs: int = 4096
+    type_warmup: int = 0
     fast: bool = True
 
     def __post_init__(self) -> None:
@@ -111,6 +117,9 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.type_targets={self.type_targets!r} must be 'graph' or 'relation'")
         if self.type_pairs < 1:
             raise ValueError(f"ModelConfig.type_pairs={self.type_pairs} must be >= 1")
+        if self.type_warmup < 0 or (self.type_warmup and self.type_targets != "relation"):
+            raise ValueError(f"ModelConfig.type_warmup={self.type_warmup} must be >= 0, and 0 unless "
+                             "type_targets is 'relation' (it trains on the pairs of R)")
 
 
 @dataclass(frozen=True)

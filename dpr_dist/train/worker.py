@@ -48,7 +48,7 @@ from dpr_dist.data.documents import NOTE_VOCAB_SIZE
 from dpr_dist.models.layers import l2_penalty
 from dpr_dist.models.ncf import NCF
 from dpr_dist.models.ranking import CandidateRanking
-from dpr_dist.models.type_targets import set_type_pairs
+from dpr_dist.models.type_targets import set_type_pairs, warm_up_types
 from dpr_dist.models.variants import build_model as build_named_model
 from dpr_dist.runtime import seed_everything
 from dpr_dist.train.collate import collate_packages, collate_patients, collate_positives, package_csr
@@ -272,6 +272,11 @@ def train_loop(config: dict) -> None:
         n = set_type_pairs(model, runner.val.relation)  # eq. 21 over the pairs of R (models/type_targets.py)
         if rank == 0 and state.next_epoch == 0:
             _say(f"[{spec.kind}] interaction-type loss over the {n} labelled pairs of R")
+        if state.next_epoch == 0 and spec.cfg.model.type_warmup > 0:  # every rank alike (DDP syncs anyway)
+            before, after = warm_up_types(model, spec.cfg.model.type_warmup, tc.lr)
+            if rank == 0:
+                _say(f"[{spec.kind}] type warm-up: {spec.cfg.model.type_warmup} steps, type loss {before:.4f} -> "
+                     f"{after:.4f}")
     if state.next_epoch == 0 and rank == 0 and fit_packages(model, spec.packages, spec.num_drugs, tc.seed):
         _say(f"[{spec.kind}] fitted on the training packages")  # DDP broadcasts the buffers below
     trainable = is_trainable(model)

@@ -163,17 +163,21 @@ def test_rerun_with_the_same_name_resumes_and_evaluates(faulted, capsys, caplog)
 
 
 def test_type_loss_over_the_pairs_of_r(faulted):
-    """``model.type_targets: relation`` on Ray Train: every rank gets R's labelled pairs and
-    the run trains; the model directory loads and evaluates without them."""
+    """``model.type_targets: relation`` with a warm-up on Ray Train: every rank gets R's
+    labelled pairs, warms the type head up and trains; the model directory loads and
+    evaluates without them."""
     import ray
 
-    cfg = faulted["cfg"].with_overrides(["model.type_targets=relation", "train.epochs=1", "train.name=tiny-rel"])
+    cfg = faulted["cfg"].with_overrides(["model.type_targets=relation", "model.type_warmup=200", "train.epochs=1",
+                                         "train.name=tiny-rel"])
     bundle = load_model_dir(train(cfg, "ag", pretrained=faulted["ncf"]))
     n = relation_pairs(bundle.relation)[2].size
     logs = Path(ray._private.worker._global_node.get_logs_dir_path())
     said = [line for f in sorted(logs.glob("worker-*.out")) for line in f.read_text(errors="replace").splitlines()
-            if "interaction-type loss over the" in line]
-    assert n > 0 and len(said) == 1 and f"over the {n} labelled pairs of R" in said[0], said
+            if "interaction-type loss over the" in line or "type warm-up" in line]
+    assert n > 0 and len(said) == 2 and f"over the {n} labelled pairs of R" in said[0], said
+    before, after = map(float, re.search(r"type warm-up: 200 steps, type loss ([0-9.]+) -> ([0-9.]+)", said[1]).groups())
+    assert after < before
     assert bundle.cfg.model.type_targets == "relation" and np.isfinite(bundle.metrics["history"][0]["loss"])
     metrics, _ = evaluate_models(bundle, read_records(cfg.data.prepared, "test"), ["ag"])
     assert metrics["ag"]["type_pairs"] == n and 0 <= metrics["ag"]["type_balanced_accuracy"] <= 1
