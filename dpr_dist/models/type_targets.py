@@ -23,7 +23,11 @@ Trained jointly with the ranking losses from the first step, ``L_type`` stays at
 class prior for hundreds of steps (the head answers the commonest type); alone, it learns
 every pair's type of the bench data's ``R`` in about 200 Adam steps, and the joint loss
 keeps what it learned. ``model.type_warmup`` steps of ``L_type`` alone before the first
-epoch (:func:`warm_up_types`) do that.
+epoch (:func:`warm_up_types`) do that. The price, measured on the bench data: edge
+attributes that carry the types make worse messages for the recommendation, and DPR-AG's
+test F1 falls by about 0.013 (docs/results.md, "What DPR-AG's edge attributes know about
+interaction types"). So this is an option for explanations that have to be right about the
+types (Table 8), not a default.
 """
 
 from __future__ import annotations
@@ -115,13 +119,15 @@ def relation_type_loss(model: "DPR") -> tuple[Tensor, Tensor]:
 
 def warm_up_types(model: "DPR", steps: int, lr: float) -> tuple[float, float]:
     """``steps`` Adam steps (learning rate ``lr``) of :func:`relation_type_loss` alone, before
-    training (``model.type_warmup``). Deterministic given the model and ``R`` (all pairs
-    when ``R`` has at most ``model.type_pairs``), so every rank does the same.
+    training (``model.type_warmup``), on the type path's own parameters: the edge MLP of
+    eq. 16 and ``Q``; the drug embeddings (NCF's, paper 4.1) are left as they are, and the
+    head is fitted to them. Deterministic given the model and ``R`` (all pairs when ``R``
+    has at most ``model.type_pairs``), so every rank does the same.
 
     Returns:
         ``L_type`` before and after.
     """
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = torch.optim.Adam([*model.edge_mlp.parameters(), *model.type_proj.parameters()], lr=lr)
     with torch.no_grad():
         before = float(relation_type_loss(model)[0])
     for _ in range(int(steps)):

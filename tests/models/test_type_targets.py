@@ -91,7 +91,9 @@ def test_warm_up_teaches_every_type_deterministically(small_cfg, toy):
         model = build(small_cfg, toy, type_targets="relation", type_warmup=300)
         set_type_pairs(model, table)
         before = type_head_metrics(model, table)
+        drugs = model.drug_emb.weight.detach().clone()
         ce0, ce1 = warm_up_types(model, 300, lr=0.01)
+        assert torch.equal(model.drug_emb.weight, drugs)  # NCF's drug embeddings are left alone
         heads.append(model.type_proj.weight.detach().clone())
         after = type_head_metrics(model, table)
         assert before["type_balanced_accuracy"] < 0.6 and ce1 < 0.2 * ce0
