@@ -93,7 +93,7 @@ class ModelConfig:
             Trained jointly with the ranking losses from the start, the type head stays at
             the class prior for hundreds of steps; a few hundred steps alone (about a
             second) teach it the types, and the joint loss then keeps them. On the bench
-            data this costs DPR-AG about 0.013 test F1 (docs/training.md). 0: no warm-up.
+            data this costs DPR-AG 0.011-0.013 test F1 (docs/training.md). 0: no warm-up.
         fast: DPR models compute package embeddings, scores and the loss through the fast
             path (:mod:`dpr_dist.models.fast`: the same function with shared and
             restructured work); False selects the straightforward reference code.
