@@ -25,9 +25,9 @@ every pair's type of the bench data's ``R`` in about 200 Adam steps, and the joi
 keeps what it learned. ``model.type_warmup`` steps of ``L_type`` alone before the first
 epoch (:func:`warm_up_types`) do that. The price, measured on the bench data: edge
 attributes that carry the types make worse messages for the recommendation, and DPR-AG's
-test F1 falls by 0.011-0.013 (two seeds; docs/results.md, "What DPR-AG's edge attributes know about
-interaction types"). So this is an option for explanations that have to be right about the
-types (Table 8), not a default.
+test F1 falls by 0.011-0.013 (two seeds; docs/results.md, "What DPR-AG's edge attributes
+know about interaction types"). So this is an option for explanations that have to be
+right about the types (Table 8), not a default.
 """
 
 from __future__ import annotations
