@@ -29,6 +29,7 @@ import torch
 from dpr_dist.data import io
 from dpr_dist.data.graphs import ANTAGONISM, SYNERGISM, PairTable, ordered_pairs
 from dpr_dist.eval.evaluate import candidate_graphs
+from dpr_dist.eval.interaction_types import describe_type_head, has_type_head, type_head_metrics
 from dpr_dist.eval.package_csr import PackageCSR
 from dpr_dist.serve.api import INTERACTION_TYPES
 
@@ -216,8 +217,19 @@ def _edge_factors(model, u: torch.Tensor, graphs, owner: torch.Tensor) -> dict[s
 
 
 @torch.no_grad()
+def how_to_read(model, relation: PairTable) -> str:
+    """:data:`HOW_TO_READ`, and for a model with a type head (DPR-AG) how far its type
+    probabilities can be trusted: the head checked against every labelled pair of ``R``
+    (:func:`~dpr_dist.eval.interaction_types.type_head_metrics`). Compute it once per model."""
+    if not has_type_head(model):
+        return HOW_TO_READ
+    return (f"{HOW_TO_READ} This model's type probabilities, checked against the interaction table: "
+            f"{describe_type_head(type_head_metrics(model, relation))}.")
+
+
 def explain_packages(model, u: torch.Tensor, packages: list[np.ndarray], relation: PairTable, cooc: PairTable,
-                     threshold: float, names: np.ndarray, descriptions: Descriptions) -> list[dict[str, Any]]:
+                     threshold: float, names: np.ndarray, descriptions: Descriptions,
+                     reading: str = HOW_TO_READ) -> list[dict[str, Any]]:
     """Explanations of ``P`` packages, package ``i`` for the patient of row ``i`` of ``u``.
 
     Args:
@@ -228,6 +240,7 @@ def explain_packages(model, u: torch.Tensor, packages: list[np.ndarray], relatio
         relation, cooc, threshold: What the package graphs are built from.
         names: ``[M]`` drug names.
         descriptions: Interaction descriptions.
+        reading: The ``how_to_read`` text (:func:`how_to_read` of the model, computed once).
 
     Returns:
         ``P`` dicts in the shape of :class:`~dpr_dist.serve.api.Explanation`: ``model``,
@@ -265,12 +278,13 @@ def explain_packages(model, u: torch.Tensor, packages: list[np.ndarray], relatio
         inter.sort(key=lambda it: (it["type"] != "antagonism", it["drug_1"], it["drug_2"]))
         out.append({"model": _model_name(model),
                     "drugs": [str(names[i]) for i in ids], "interactions": inter,
-                    "warnings": antagonism_warnings(ids, relation, names, descriptions), "how_to_read": HOW_TO_READ})
+                    "warnings": antagonism_warnings(ids, relation, names, descriptions), "how_to_read": reading})
     return out
 
 
 def explain_package(model, u: torch.Tensor, package: np.ndarray, relation: PairTable, cooc: PairTable,
-                    threshold: float, names: np.ndarray, descriptions: Descriptions) -> dict[str, Any]:
+                    threshold: float, names: np.ndarray, descriptions: Descriptions,
+                    reading: str = HOW_TO_READ) -> dict[str, Any]:
     """The explanation of one package for one patient (``u`` ``[1, D_u]``); see
     :func:`explain_packages`."""
-    return explain_packages(model, u, [package], relation, cooc, threshold, names, descriptions)[0]
+    return explain_packages(model, u, [package], relation, cooc, threshold, names, descriptions, reading)[0]

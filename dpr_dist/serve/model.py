@@ -38,7 +38,7 @@ from dpr_dist.eval.candidates import Candidates
 from dpr_dist.eval.evaluate import encode_records, score_candidates
 from dpr_dist.eval.generation import GenerationConfig, ranks_from_scores
 from dpr_dist.eval.mbr import expected_f1
-from dpr_dist.serve.explain import Descriptions, antagonism_warnings, explain_packages, load_descriptions
+from dpr_dist.serve.explain import Descriptions, antagonism_warnings, explain_packages, how_to_read, load_descriptions
 from dpr_dist.serve.inputs import DrugResolver, InputError, patients_table, prepare_table
 from dpr_dist.train.modeldir import ModelBundle, load_model_dir
 
@@ -129,6 +129,7 @@ class LoadedModel:
         self.note_max_len = int(bundle.cfg.data.note_max_len)
         self._L_rank = ranks_from_scores(bundle.popularity().astype(np.float64))
         self.loaded_at = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+        self.how_to_read = how_to_read(self.model, bundle.relation)  # with DPR-AG's type-head check
 
     @classmethod
     def load(cls, model_dir: str, *, top_k: int = 5, rank_by: str = "score", temperature: float = 1.0,
@@ -216,7 +217,7 @@ class LoadedModel:
         (``u`` ``[P, D_u]``), in one model call."""
         b = self.bundle
         return explain_packages(self.model, u, list(packages), b.relation, b.cooc, b.threshold, self.names,
-                                self.descriptions)
+                                self.descriptions, self.how_to_read)
 
     def warnings(self, package: np.ndarray) -> list[dict[str, str]]:
         """Antagonism warnings of a package (no model call)."""

@@ -88,6 +88,8 @@ def test_recommend(service, patients):
         assert i["type_probabilities_personalized"] is not None  # DPR-AG
     anta = {frozenset((i["drug_1"], i["drug_2"])) for i in expl["interactions"] if i["type"] == "antagonism"}
     assert {frozenset((w["drug_1"], w["drug_2"])) for w in expl["warnings"]} == anta
+    # how far the type probabilities go: DPR-AG's type head checked against the interaction table
+    assert "type probabilities, checked against the interaction table: on all" in expl["how_to_read"]
     r = post(service, "/v1/recommend", {"patient": patients[1]["patient"], "top_k": 1})
     assert r.status_code == 200 and len(r.json()["packages"]) == 1
 

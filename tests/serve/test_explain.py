@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -12,8 +14,8 @@ from dpr_dist.data.documents import NOTE_VOCAB_SIZE
 from dpr_dist.data.graphs import ANTAGONISM, NONE, SYNERGISM, PairTable
 from dpr_dist.models.dpr import DPR
 from dpr_dist.serve.explain import (
-    Descriptions, antagonism_warnings, explain_package, explain_packages, fallback_description, labelled_pairs,
-    load_descriptions, write_descriptions)
+    HOW_TO_READ, Descriptions, antagonism_warnings, explain_package, explain_packages, fallback_description,
+    how_to_read, labelled_pairs, load_descriptions, write_descriptions)
 
 M = 8
 NAMES = np.array([f"drug{i}" for i in range(M)], dtype=object)
@@ -85,6 +87,23 @@ def test_explain_package_fields_per_variant(variant):
             for key in ("type_probabilities", "type_probabilities_personalized"):
                 assert sum(i[key].values()) == pytest.approx(1.0, abs=1e-5)
     assert len(out["warnings"]) == 1
+
+
+@pytest.mark.parametrize("variant", ["ag", "ag_mask", "wg", "gnn"])
+def test_how_to_read_says_how_far_the_type_probabilities_go(variant):
+    """A model with a type head (DPR-AG) tells the reader how its head does against R."""
+    torch.manual_seed(0)
+    model = DPR(MODEL, M, 5, NOTE_VOCAB_SIZE, variant).eval()
+    text = how_to_read(model, RELATION)
+    assert text.startswith(HOW_TO_READ)
+    if model.variant.type_loss:
+        assert "checked against the interaction table: on all 5 labelled pairs of R" in text
+        assert re.search(r"recall per type: none [01]\.\d\d, synergism [01]\.\d\d, antagonism [01]\.\d\d", text)
+    else:
+        assert text == HOW_TO_READ
+    out = explain_package(model, torch.randn(1, model.encoder.out_dim), PACKAGE, RELATION, COOC, 0.1, NAMES, DESC,
+                          text)
+    assert out["how_to_read"] == text
 
 
 @pytest.mark.parametrize("variant", ["wg", "ag"])
