@@ -45,6 +45,7 @@ from torch import nn
 
 from dpr_dist.config import Config
 from dpr_dist.data.documents import NOTE_VOCAB_SIZE
+from dpr_dist.eval.interaction_types import has_type_head
 from dpr_dist.models.layers import l2_penalty
 from dpr_dist.models.ncf import NCF
 from dpr_dist.models.ranking import CandidateRanking
@@ -268,7 +269,7 @@ def train_loop(config: dict) -> None:
         pre = NCF(spec.cfg.model, spec.num_drugs, spec.num_doc_words, NOTE_VOCAB_SIZE)
         pre.load_state_dict(_resolve(spec.pretrained))
         model.load_pretrained(pre)  # paper 4.1: encoder and drug embeddings from NCF
-    if getattr(getattr(model, "variant", None), "type_loss", False) and spec.cfg.model.type_targets == "relation":
+    if has_type_head(model) and spec.cfg.model.type_targets == "relation":
         n = set_type_pairs(model, runner.val.relation)  # eq. 21 over the pairs of R (models/type_targets.py)
         if rank == 0 and state.next_epoch == 0:
             _say(f"[{spec.kind}] interaction-type loss over the {n} labelled pairs of R")

@@ -176,7 +176,8 @@ def test_type_loss_over_the_pairs_of_r(faulted):
     said = [line for f in sorted(logs.glob("worker-*.out")) for line in f.read_text(errors="replace").splitlines()
             if "interaction-type loss over the" in line or "type warm-up" in line]
     assert n > 0 and len(said) == 2 and f"over the {n} labelled pairs of R" in said[0], said
-    before, after = map(float, re.search(r"type warm-up: 200 steps, type loss ([0-9.]+) -> ([0-9.]+)", said[1]).groups())
+    warm = re.search(r"type warm-up: 200 steps, type loss ([0-9.]+) -> ([0-9.]+)", said[1])
+    before, after = map(float, warm.groups())
     assert after < before
     assert bundle.cfg.model.type_targets == "relation" and np.isfinite(bundle.metrics["history"][0]["loss"])
     metrics, _ = evaluate_models(bundle, read_records(cfg.data.prepared, "test"), ["ag"])
