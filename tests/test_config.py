@@ -42,3 +42,11 @@ def test_parallel_runs_is_a_positive_integer():
     for bad in ("0", "-1", "two"):
         with pytest.raises(ValueError, match="parallel_runs"):
             load_config(None, [f"train.parallel_runs={bad}"])
+
+
+def test_rank_consensus_is_a_share():
+    assert load_config(None).train.rank_consensus == 0.0
+    assert load_config(None, ["train.rank_consensus=0.5"]).train.rank_consensus == 0.5
+    for bad in ("-0.1", "1.5"):
+        with pytest.raises(ValueError, match="rank_consensus"):
+            load_config(None, [f"train.rank_consensus={bad}"])

@@ -157,6 +157,13 @@ class TrainConfig:
             the measurements. Sweep trials (``dpr tune``) train with it too, or search it
             (``tune.rank_weight``).
         rank_tau: Temperature of the ranking targets.
+        rank_consensus: Share ``beta`` of a ranking target taken from the candidate's mean F1
+            against the *other* candidates of the set, the rest from its F1 against the
+            patient's own package: ``(1 - beta) F1(c, own) + beta mean_c' F1(c, c')``. The
+            F1 against one realized package is a one-sample estimate of the candidate's
+            expected F1 for the patient; the neighbours' packages are more samples of what
+            similar patients get (:meth:`dpr_dist.train.neighbourhood.Neighbourhood.candidates`).
+            0 (the default) uses the own package alone.
         rank_neighbors: Size of a training patient's candidate neighbourhood (as
             ``eval.neighbors`` at test time).
         hard_negatives: How many of a patient's ``negative_ratio`` negatives are drawn
@@ -190,6 +197,7 @@ class TrainConfig:
     rank_weight: float = 0.0
     rank_tau: float = 0.1
     rank_neighbors: int = 10
+    rank_consensus: float = 0.0
     hard_negatives: int = 0
     tensorboard_dir: str = ""
     mlflow_uri: str = ""
@@ -205,6 +213,8 @@ class TrainConfig:
         if self.rank_weight < 0 or self.rank_tau <= 0 or self.rank_neighbors < 1:
             raise ValueError(f"TrainConfig: rank_weight={self.rank_weight} must be >= 0, rank_tau={self.rank_tau} "
                              f"> 0 and rank_neighbors={self.rank_neighbors} >= 1")
+        if not 0.0 <= self.rank_consensus <= 1.0:
+            raise ValueError(f"TrainConfig.rank_consensus={self.rank_consensus} must be in [0, 1]")
         if not 0 <= self.hard_negatives <= self.negative_ratio:
             raise ValueError(f"TrainConfig.hard_negatives={self.hard_negatives} must be in [0, negative_ratio="
                              f"{self.negative_ratio}]")

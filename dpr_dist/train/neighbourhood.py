@@ -43,7 +43,7 @@ import torch
 from dpr_dist.data.graphs import PairTable, package_edges
 from dpr_dist.eval.candidates import CandidateIndex
 from dpr_dist.eval.metrics import package_prf
-from dpr_dist.eval.package_csr import PackageCSR, gather_rows
+from dpr_dist.eval.package_csr import PackageCSR, gather_rows, multihot
 from dpr_dist.models.ranking import CandidateBatch
 from dpr_dist.models.variants import reads_edges
 from dpr_dist.train.packages import PackageSet
@@ -120,6 +120,32 @@ def package_graphs(csr: PackageCSR, relation: PairTable, cooc: PairTable, thresh
                       e.rel.astype(np.int64), e.p, e.w)
 
 
+def consensus_f1(csr: PackageCSR, owner: np.ndarray, alone: np.ndarray) -> np.ndarray:
+    """Each candidate's mean F1 against the other candidates of the same patient.
+
+    Args:
+        csr: ``C`` candidate packages (canonical: sorted, no repeats).
+        owner: ``[C]`` patient of each candidate, grouped (non-decreasing).
+        alone: ``[C]`` the value to use for a candidate that is alone in its set.
+
+    Returns:
+        ``[C]`` float64.
+    """
+    m = multihot(csr, int(csr.indices.max()) + 1 if csr.indices.size else 1)
+    size = np.diff(m.indptr).astype(np.float64)
+    start = np.searchsorted(owner, owner, side="left")  # first candidate of each one's set
+    count = np.searchsorted(owner, owner, side="right") - start
+    a = np.repeat(np.arange(len(owner)), count)  # every ordered pair of the same set
+    b = np.repeat(start, count) + (np.arange(len(a)) - np.repeat(np.cumsum(count) - count, count))
+    a, b = a[a != b], b[a != b]
+    inter = np.asarray(m[a].multiply(m[b]).sum(axis=1)).ravel()
+    f1 = 2.0 * inter / np.maximum(size[a] + size[b], 1.0)
+    out = np.asarray(alone, np.float64).copy()
+    many = count > 1
+    out[many] = (np.bincount(a, weights=f1, minlength=len(owner)) / np.maximum(count - 1, 1))[many]
+    return out
+
+
 @dataclass
 class Neighbourhood:
     """Neighbourhood negatives of the training patients (see the module docs).
@@ -131,6 +157,8 @@ class Neighbourhood:
         relation, cooc, threshold: What the graphs are built from.
         count: Neighbourhood negatives per patient (the last ``count`` of its
             ``negative_ratio`` slots).
+        consensus: Share of a ranking target taken from the candidate's mean F1 against
+            the other candidates of its set (``train.rank_consensus``, :meth:`candidates`).
     """
 
     packages: PackageCSR
@@ -140,6 +168,7 @@ class Neighbourhood:
     cooc: PairTable
     threshold: float
     count: int
+    consensus: float = 0.0
     _row: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -149,12 +178,12 @@ class Neighbourhood:
 
     @classmethod
     def build(cls, index: CandidateIndex, k: int, count: int, relation: PairTable, cooc: PairTable,
-              threshold: float) -> "Neighbourhood":
+              threshold: float, consensus: float = 0.0) -> "Neighbourhood":
         """From the training split's candidate index (it must hold record ids)."""
         if index.record_ids is None:
             raise ValueError("Neighbourhood.build: the candidate index has no record ids")
         return cls(PackageCSR(index.indptr, index.indices), neighbour_table(index, k), list(index.record_ids),
-                   relation, cooc, threshold, count)
+                   relation, cooc, threshold, count, consensus)
 
     def at_threshold(self, threshold: float) -> "Neighbourhood":
         """The same neighbourhoods, their graphs built at another co-occurrence threshold
@@ -201,6 +230,11 @@ class Neighbourhood:
                    ) -> CandidateBatch | None:
         """Each patient's neighbourhood as its training candidate set, with F1 targets.
 
+        A candidate's target is its F1 against the patient's own package; with
+        ``consensus`` ``beta > 0`` it is ``(1 - beta)`` times that plus ``beta`` times the
+        candidate's mean F1 against the other candidates of the set
+        (:func:`consensus_f1`).
+
         Args:
             record_ids: ``B`` record ids of the local patients.
             own: Their own packages (``B`` rows, the targets' ground truth).
@@ -220,6 +254,8 @@ class Neighbourhood:
         csr = gather_rows(self.packages, nb[valid])
         f1 = package_prf(csr, gather_rows(PackageCSR(np.asarray(own.indptr, np.int64),
                                                      np.asarray(own.indices, np.int64)), owner))["f1"]
+        if self.consensus > 0:
+            f1 = (1.0 - self.consensus) * f1 + self.consensus * consensus_f1(csr, owner, f1)
         target = np.zeros(nb.shape, np.float32)
         target[owner, col] = f1
         graphs = package_graphs(csr, self.relation, self.cooc, self.threshold, edges=reads_edges(model)).to_batch()

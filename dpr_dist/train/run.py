@@ -138,7 +138,7 @@ def training_neighbourhood(cfg: Config, index: CandidateIndex, prep: Prepared, a
     if tc.rank_weight <= 0 and tc.hard_negatives <= 0 and not always:
         return None
     return Neighbourhood.build(index, tc.rank_neighbors, tc.hard_negatives, prep.relation, prep.cooc,
-                               cfg.data.threshold)
+                               cfg.data.threshold, consensus=tc.rank_consensus)
 
 
 def _read_checkpoint(result, best: bool) -> tuple[dict[str, torch.Tensor], dict, str]:

@@ -10,7 +10,13 @@ from dpr_dist.data.graphs import PairTable
 from dpr_dist.eval.candidates import CandidateIndex
 from dpr_dist.eval.evaluate import candidate_graphs
 from dpr_dist.eval.package_csr import PackageCSR, gather_rows
-from dpr_dist.train.neighbourhood import Neighbourhood, neighbour_table, package_graphs, sample_neighbours
+from dpr_dist.train.neighbourhood import (
+    Neighbourhood,
+    consensus_f1,
+    neighbour_table,
+    package_graphs,
+    sample_neighbours,
+)
 from dpr_dist.train.packages import PackageSet
 
 M = 25
@@ -136,6 +142,39 @@ def test_candidates_grid_targets_are_f1_against_own_package():
         inter = len(cand & truth)
         f1 = 2 * inter / (len(cand) + len(truth))
         assert float(cb.target[r, col]) == pytest.approx(f1)
+
+
+def _f1(a, b) -> float:
+    a, b = set(a), set(b)
+    return 2 * len(a & b) / (len(a) + len(b))
+
+
+def test_consensus_f1_is_the_mean_f1_against_the_other_candidates_of_the_set():
+    pkgs = [[0, 1, 2], [0, 1], [1, 5, 6, 7], [3, 4], [9]]
+    owner = np.array([0, 0, 0, 1, 2])  # sets of 3, 1 and 1 candidates
+    csr = PackageCSR(np.cumsum([0] + [len(p) for p in pkgs]), np.concatenate(pkgs))
+    alone = np.array([9.0, 9.0, 9.0, 0.25, 0.5])
+    got = consensus_f1(csr, owner, alone)
+    assert got[0] == pytest.approx((_f1(pkgs[0], pkgs[1]) + _f1(pkgs[0], pkgs[2])) / 2)
+    assert got[1] == pytest.approx((_f1(pkgs[1], pkgs[0]) + _f1(pkgs[1], pkgs[2])) / 2)
+    assert got[2] == pytest.approx((_f1(pkgs[2], pkgs[0]) + _f1(pkgs[2], pkgs[1])) / 2)
+    assert got[3:].tolist() == [0.25, 0.5]  # alone in its set: the given value
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.4, 1.0])
+def test_candidates_targets_with_consensus_mix_own_f1_and_the_sets_consensus(beta):
+    index, pkgs = make_index()
+    relation, cooc = tables()
+    hood = Neighbourhood.build(index, k=4, count=0, relation=relation, cooc=cooc, threshold=0.05,
+                               consensus=beta)
+    rows = np.array([3, 11])
+    cb = hood.candidates([f"R{r:03d}" for r in rows], gather_rows_(index, rows))
+    for r, row in enumerate(rows):
+        cands = [index.package(j) for j in hood.table[row] if j >= 0]
+        for col, cand in enumerate(cands):
+            own = _f1(cand, pkgs[row])
+            mean_other = np.mean([_f1(cand, o) for i, o in enumerate(cands) if i != col])
+            assert float(cb.target[r, col]) == pytest.approx((1 - beta) * own + beta * mean_other, rel=1e-6)
 
 
 def test_at_threshold_builds_the_neighbours_graphs_at_a_trials_threshold():
