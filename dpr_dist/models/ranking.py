@@ -13,7 +13,9 @@ condition, and a listwise cross-entropy pulls the score distribution towards
     L = L_paper + w * mean_i  - sum_c softmax(F1_ic / tau)_c * log softmax(s_ic)_c
 
 ``L_paper`` is the model's own loss (eq. 15, or eq. 21 for DPR-AG) with its
-global-batch negatives, unchanged. The wrapper works for every package model with
+global-batch negatives, unchanged. ``F1_ic`` is the target the neighbourhood hands in
+(:attr:`CandidateBatch.target`): the F1 against the own package, or that shrunk toward the
+candidate's mean F1 against the rest of its set (``train.rank_consensus``). The wrapper works for every package model with
 ``encode`` and ``score`` (the DPR variants, GNN, the package baselines), so all of them
 train the same way.
 """
@@ -36,8 +38,9 @@ class CandidateBatch:
         owner: ``[C]`` int64 patient row of each candidate.
         slot: ``[C]`` int64 position of each candidate in the ``[B, k]`` grid
             (``row * k + column``).
-        target: ``[B, k]`` float32 F1 of each candidate against the patient's own package
-            (0 on empty slots).
+        target: ``[B, k]`` float32 ranking target of each candidate: its F1 against the
+            patient's own package, optionally shrunk toward its consensus F1 (0 on empty
+            slots).
         valid: ``[B, k]`` bool, True on slots holding a candidate.
         plan: The DPR fast path's index maps of ``(graphs, owner)`` (None for other models).
     """

@@ -25,7 +25,9 @@ its ``negative_ratio`` negatives besides the global-batch ones:
   and puts them in the last ``count`` negative slots of each patient
   (:meth:`Neighbourhood.extend`), or gives each patient its whole neighbourhood as a
   training candidate set with the F1 of each candidate against the patient's own package
-  (:meth:`Neighbourhood.candidates`, for :mod:`dpr_dist.models.ranking`).
+  (:meth:`Neighbourhood.candidates`, for :mod:`dpr_dist.models.ranking`), optionally
+  shrunk toward the candidate's mean F1 against the rest of the set
+  (:func:`consensus_f1`, ``train.rank_consensus``).
 
 Everything is local to a rank: the table and the packages are read-only and shared by all
 ranks (one object-store copy), so no extra collective is needed.
