@@ -222,3 +222,19 @@ def test_models_that_read_no_edges_get_the_candidates_nodes_only():
     torch.manual_seed(0)
     wg = build_model(ModelConfig(**{**cfg.__dict__, "name": "wg", "fast": False}), M, 5, 10)
     assert torch.equal(hood.candidates(ids, own, wg).graphs.edge_index, full.edge_index)
+
+
+def test_training_neighbourhood_follows_the_train_config():
+    from types import SimpleNamespace
+
+    from dpr_dist.config import load_config
+    from dpr_dist.train.run import training_neighbourhood
+
+    index, _ = make_index()
+    relation, cooc = tables()
+    prep = SimpleNamespace(relation=relation, cooc=cooc)
+    assert training_neighbourhood(load_config(None), index, prep) is None  # rank_weight 0: not built
+    cfg = load_config(None, ["train.rank_weight=1", "train.rank_neighbors=3", "train.rank_consensus=0.5"])
+    hood = training_neighbourhood(cfg, index, prep)
+    assert hood.table.shape == (len(index), 3) and hood.consensus == 0.5
+    assert hood.threshold == cfg.data.threshold and hood.count == cfg.train.hard_negatives
