@@ -66,19 +66,32 @@ def load_prepared(path: str, threshold: float | None = None) -> Prepared:
 
 
 def read_records(prepared: str, split: str, columns: Sequence[str] = PATIENT_COLUMNS) -> pa.Table:
-    """One split of the prepared records (only ``columns``), in file order."""
+    """One split of the prepared records (only ``columns``), sorted by record id.
+
+    Sorted, not in file order: the order in which a Ray Data write lays blocks out in the
+    files can differ between two preparations of the same input, and the rows' order
+    reaches the candidate index (ties) and everything built from it.
+    """
     uri = io.join(prepared, "records", f"split={split}")
     if not io.exists(uri):
         raise FileNotFoundError(f"prepared data {prepared} has no {split} split")
     fs, path = io.filesystem(uri)
-    return pads.dataset(path, filesystem=fs, format="parquet").to_table(columns=list(columns))
+    wanted = list(columns)
+    read = list(dict.fromkeys(wanted + ["record_id"]))
+    table = pads.dataset(path, filesystem=fs, format="parquet").to_table(columns=read)
+    return table.sort_by("record_id").select(wanted)
 
 
-def train_dataset(prepared: str, columns: Sequence[str]):
-    """The training split as a materialized Ray Dataset of ``columns``, blocks in file order.
+def train_dataset(prepared: str, columns: Sequence[str], rows_per_block: int = 4096):
+    """The training split as a materialized Ray Dataset of ``columns``, sorted by record id,
+    in blocks of about ``rows_per_block`` rows.
 
-    Reading with ``preserve_order`` makes the workers' shards, and so a seeded run's
-    metrics, independent of which read task finishes first.
+    The workers' shards and batches follow the row and block order, so a seeded run's
+    metrics depend on it. The files' order is not a reliable one (a Ray Data write may lay
+    the same blocks out differently each time), so the rows are sorted by record id (a
+    distributed sort) and cut into equal blocks in that order (``repartition`` without a
+    shuffle), which is the same for every copy of the same prepared data. ``preserve_order``
+    keeps it from depending on which task finishes first.
     """
     import ray
 
@@ -87,6 +100,12 @@ def train_dataset(prepared: str, columns: Sequence[str]):
     keep = data_ctx.execution_options.preserve_order
     data_ctx.execution_options.preserve_order = True
     try:
-        return ray.data.read_parquet(path, filesystem=fs).select_columns(list(columns)).materialize()
+        read = list(dict.fromkeys(list(columns) + ["record_id"]))
+        ds = ray.data.read_parquet(path, filesystem=fs).select_columns(read)
+        blocks = max(1, -(-ds.count() // max(1, rows_per_block)))
+        ds = ds.sort("record_id").repartition(blocks, shuffle=False)
+        if "record_id" not in columns:
+            ds = ds.drop_columns(["record_id"])
+        return ds.materialize()
     finally:
         data_ctx.execution_options.preserve_order = keep

@@ -95,7 +95,7 @@ def fit(cfg: Config, kind: str, epochs: int, val: ValidationData, pretrained: di
         return done  # what a re-run would return, without starting a worker group that has nothing to do
     prep = load_prepared(cfg.data.prepared, cfg.data.threshold)
     columns = PATIENT_COLUMNS if kind == "ncf" else RECORD_COLUMNS
-    ds = train_dataset(prep.path, columns)
+    ds = train_dataset(prep.path, columns, cfg.data.rows_per_block)
     ingest = DataConfig.default_ingest_options()
     ingest.preserve_order = True  # deterministic shards and batch order (same seed, same run)
     storage_path, storage_fs = io.ray_storage(cfg.train.storage_path)

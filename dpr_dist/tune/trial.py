@@ -135,7 +135,7 @@ def trial_context(cfg: Config, inputs: dict[str, Any], space: dict, runs: str, r
         u = encode_records(ncf.encode, val_tab, prep.num_doc_words, cfg.eval.batch_size)
     val = ValidationData(val_tab, inputs["index"].query(u, k=cfg.eval.neighbors), inputs["top_k"], prep.relation,
                          prep.cooc)
-    ds = train_dataset(prep.path, RECORD_COLUMNS)
+    ds = train_dataset(prep.path, RECORD_COLUMNS, cfg.data.rows_per_block)
     return TrialContext(cfg=cfg, dataset=ds, val=ray.put(val), pretrained=ray.put(ncf.state_dict()),
                         neighbourhood=ray.put(hood) if hood is not None else None, num_drugs=prep.num_drugs,
                         num_doc_words=prep.num_doc_words, runs=io.ray_storage(runs), reaper=reaper)
