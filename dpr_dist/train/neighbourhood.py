@@ -45,7 +45,7 @@ import torch
 from dpr_dist.data.graphs import PairTable, package_edges
 from dpr_dist.eval.candidates import CandidateIndex
 from dpr_dist.eval.metrics import package_prf
-from dpr_dist.eval.package_csr import PackageCSR, gather_rows, multihot
+from dpr_dist.eval.package_csr import PackageCSR, gather_rows
 from dpr_dist.models.ranking import CandidateBatch
 from dpr_dist.models.variants import reads_edges
 from dpr_dist.train.packages import PackageSet
@@ -133,15 +133,12 @@ def consensus_f1(csr: PackageCSR, owner: np.ndarray, alone: np.ndarray) -> np.nd
     Returns:
         ``[C]`` float64.
     """
-    m = multihot(csr, int(csr.indices.max()) + 1 if csr.indices.size else 1)
-    size = np.diff(m.indptr).astype(np.float64)
     start = np.searchsorted(owner, owner, side="left")  # first candidate of each one's set
     count = np.searchsorted(owner, owner, side="right") - start
     a = np.repeat(np.arange(len(owner)), count)  # every ordered pair of the same set
     b = np.repeat(start, count) + (np.arange(len(a)) - np.repeat(np.cumsum(count) - count, count))
     a, b = a[a != b], b[a != b]
-    inter = np.asarray(m[a].multiply(m[b]).sum(axis=1)).ravel()
-    f1 = 2.0 * inter / np.maximum(size[a] + size[b], 1.0)
+    f1 = package_prf(gather_rows(csr, a), gather_rows(csr, b))["f1"]
     out = np.asarray(alone, np.float64).copy()
     many = count > 1
     out[many] = (np.bincount(a, weights=f1, minlength=len(owner)) / np.maximum(count - 1, 1))[many]
