@@ -101,7 +101,7 @@ def train_dataset(prepared: str, columns: Sequence[str], rows_per_block: int = 4
     data_ctx.execution_options.preserve_order = True
     try:
         read = list(dict.fromkeys(list(columns) + ["record_id"]))
-        ds = ray.data.read_parquet(path, filesystem=fs).select_columns(read).materialize()  # read once
+        ds = ray.data.read_parquet(path, filesystem=fs).select_columns(read)
         blocks = max(1, -(-ds.count() // max(1, rows_per_block)))
         ds = ds.sort("record_id").repartition(blocks, shuffle=False)
         if "record_id" not in columns:
