@@ -50,3 +50,10 @@ def test_rank_consensus_is_a_share():
     for bad in ("-0.1", "1.5"):
         with pytest.raises(ValueError, match="rank_consensus"):
             load_config(None, [f"train.rank_consensus={bad}"])
+
+
+def test_patience_is_a_count_of_epochs():
+    assert load_config(None).train.patience == 0
+    assert load_config(None, ["train.patience=2"]).train.patience == 2
+    with pytest.raises(ValueError, match="patience"):
+        load_config(None, ["train.patience=-1"])

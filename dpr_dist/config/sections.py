@@ -128,8 +128,12 @@ class TrainConfig:
     """Optimisation and the Ray Train run.
 
     Attributes:
-        epochs: Training epochs of the package model.
-        pretrain_epochs: Epochs of NCF pre-training (eqs. 4-5).
+        epochs: Training epochs of the package model (the most it trains, with ``patience``).
+        pretrain_epochs: Epochs of NCF pre-training (eqs. 4-5) (the most, with ``patience``).
+        patience: Early stopping: a run (pre-training or package model) ends once this many
+            epochs in a row have not raised its best validation F1; the best epoch's
+            checkpoint is kept either way. 0 (the default) trains every epoch. Every rank
+            sees the same (all-reduced) validation F1, so all ranks stop at the same epoch.
         batch_size: Global mini-batch size (split across workers).
         lr: Adam learning rate.
         l2: Weight of the L2 term ``lambda ||Theta||^2``.
@@ -182,6 +186,7 @@ class TrainConfig:
 
     epochs: int = 5
     pretrain_epochs: int = 3
+    patience: int = 0
     batch_size: int = 256
     lr: float = 1e-3
     l2: float = 1e-6
@@ -213,6 +218,8 @@ class TrainConfig:
         if self.rank_weight < 0 or self.rank_tau <= 0 or self.rank_neighbors < 1:
             raise ValueError(f"TrainConfig: rank_weight={self.rank_weight} must be >= 0, rank_tau={self.rank_tau} "
                              f"> 0 and rank_neighbors={self.rank_neighbors} >= 1")
+        if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:
+            raise ValueError(f"TrainConfig.patience={self.patience!r} must be an integer >= 0 (0: no early stopping)")
         if not 0.0 <= self.rank_consensus <= 1.0:
             raise ValueError(f"TrainConfig.rank_consensus={self.rank_consensus} must be in [0, 1]")
         if not 0 <= self.hard_negatives <= self.negative_ratio:

@@ -49,7 +49,7 @@ from dpr_dist.train.neighbourhood import Neighbourhood
 from dpr_dist.train.prepared import Prepared, load_prepared, read_records, train_dataset
 from dpr_dist.train.stored import checkpoint_state, stored_run
 from dpr_dist.train.validation import ValidationData, validation_f1_sum
-from dpr_dist.train.worker import RunSpec, is_trainable, train_loop
+from dpr_dist.train.worker import RunSpec, is_trainable, stopped_early, train_loop
 
 #: Every model :func:`train` trains: NCF, the DPR variants and the package baselines.
 MODELS = ("ncf", *VARIANTS, *PACKAGE_BASELINES)
@@ -90,9 +90,15 @@ def fit(cfg: Config, kind: str, epochs: int, val: ValidationData, pretrained: di
 
     tc = cfg.train
     done = stored_run(io.join(tc.storage_path, run_name(cfg, kind)))
-    if done is not None and checkpoint_state(tc.storage_path, done.checkpoint)["next_epoch"] >= epochs:
-        log.info("run %s has finished its %d epochs: reusing it", run_name(cfg, kind), epochs)
-        return done  # what a re-run would return, without starting a worker group that has nothing to do
+    if done is not None:  # what a re-run would return, without starting a worker group that has nothing to do
+        state = checkpoint_state(tc.storage_path, done.checkpoint)
+        if state["next_epoch"] >= epochs:
+            log.info("run %s has finished its %d epochs: reusing it", run_name(cfg, kind), epochs)
+            return done
+        if stopped_early(state["next_epoch"], state["best_epoch"], tc.patience):
+            log.info("run %s stopped early after epoch %d (train.patience %d): reusing it", run_name(cfg, kind),
+                     state["next_epoch"], tc.patience)
+            return done
     prep = load_prepared(cfg.data.prepared, cfg.data.threshold)
     columns = PATIENT_COLUMNS if kind == "ncf" else RECORD_COLUMNS
     ds = train_dataset(prep.path, columns, cfg.data.rows_per_block)

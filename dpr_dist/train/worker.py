@@ -103,6 +103,16 @@ class TrainState:
     history: list[dict] = field(default_factory=list)
 
 
+def stopped_early(next_epoch: int, best_epoch: int, patience: int) -> bool:
+    """Whether a run whose next epoch is ``next_epoch`` has stopped early: its last
+    ``patience`` epochs did not raise the best validation F1 (``train.patience``; 0: never).
+
+    Computed from the checkpointed progress, so a resumed or re-run run agrees with the
+    uninterrupted one, and a larger ``patience`` or ``epochs`` lets a stopped run go on.
+    """
+    return patience > 0 and next_epoch - 1 - best_epoch >= patience
+
+
 def build_model(spec: RunSpec) -> nn.Module:
     """The model named ``spec.kind`` (NCF, a DPR variant or a baseline; seeded, CPU).
 
@@ -293,6 +303,11 @@ def train_loop(config: dict) -> None:
     shard = ray.train.get_dataset_shard("train")
     local_batch = max(1, tc.batch_size // world)
     for epoch in range(state.next_epoch, spec.epochs):
+        if stopped_early(epoch, state.best_epoch, tc.patience):  # same on every rank (all-reduced val F1)
+            if rank == 0:
+                _say(f"[{spec.kind}] early stop after epoch {epoch}: no better val F1 for {tc.patience} epochs "
+                     f"(best {state.best_val_f1:.4f} at epoch {state.best_epoch + 1})")
+            break
         model.train()
         t0 = time.perf_counter()
         keys = ("loss", "records", "gather_bytes", "neg_remote_frac", "pair_acc", "hood_share", "rank", "steps")

@@ -223,3 +223,18 @@ def test_pretrained_names_a_run_or_a_checkpoint_directory(tmp_path):
         pretrained_record(str(tmp_path / "run"))
     with pytest.raises(FileNotFoundError, match="neither a pre-training run directory"):
         pretrained_record(str(ckpt))
+
+
+def test_patience_stops_a_run_that_no_longer_improves(faulted, caplog):
+    # at learning rate 0 the GNN's weights, and so its validation F1, stay as they start: with
+    # patience 1 the run trains epochs 0 and 1, stops, keeps epoch 0, and a re-run reuses it
+    cfg = faulted["cfg"]
+    cfg = replace(cfg, train=replace(cfg.train, epochs=5, patience=1, lr=0.0))
+    metrics = json.loads((Path(train(cfg, "gnn")) / "metrics.json").read_text())
+    assert [h["epoch"] for h in metrics["history"]] == [0, 1]
+    assert metrics["history"][0]["val_f1"] == metrics["history"][1]["val_f1"]
+    assert metrics["best_epoch"] == 0 and metrics["checkpoint"].endswith("epoch_0000")
+    with caplog.at_level(logging.INFO, logger="dpr_dist.train.run"):
+        train(cfg, "gnn")
+    assert "run tiny-gnn stopped early after epoch 2 (train.patience 1): reusing it" in caplog.text
+    assert epoch_dirs(faulted["root"], "tiny-gnn") == ["epoch_0000", "epoch_0001"]

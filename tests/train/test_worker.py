@@ -13,7 +13,7 @@ from dpr_dist.models.dpr import DPR
 from dpr_dist.models.ncf import NCF
 from dpr_dist.models.variants import VARIANTS
 from dpr_dist.train.run import MODELS
-from dpr_dist.train.worker import RunSpec, build_model, fit_packages, is_trainable
+from dpr_dist.train.worker import RunSpec, build_model, fit_packages, is_trainable, stopped_early
 
 M, V = 10, 6
 MODEL = ModelConfig(mlp_out=4, char_dim=4, lstm_hidden=4, drug_dim=8, hidden=16, edge_dim=4)
@@ -70,3 +70,11 @@ def test_fit_packages_only_where_the_model_has_it():
     assert not fit_packages(build_model(spec("br")), None, M, seed=0)  # BR: nothing to fit, no packages needed
     with pytest.raises(ValueError, match="needs the training packages"):
         fit_packages(build_model(spec("lda")), None, M, seed=0)
+
+
+def test_stopped_early_counts_epochs_without_a_better_val_f1():
+    assert not stopped_early(0, -1, 2)  # nothing trained yet
+    assert not stopped_early(3, 1, 2)  # epoch 2 did not improve on epoch 1: one epoch
+    assert stopped_early(4, 1, 2)  # epochs 2 and 3 did not: two
+    assert not stopped_early(5, 4, 2)  # the last epoch was the best
+    assert not stopped_early(10, 0, 0)  # 0: no early stopping
