@@ -77,6 +77,8 @@ class TuneConfig:
         rank_weight: Search range of ``train.rank_weight`` (the candidate-ranking term);
             ``(0, 0)``, the default: not searched, every trial trains with
             ``train.rank_weight``.
+        rank_consensus: Search range of ``train.rank_consensus`` (the ranking targets'
+            consensus share, within ``[0, 1]``); ``(0, 0)``, the default: not searched.
     """
 
     num_samples: int = 16
@@ -93,6 +95,7 @@ class TuneConfig:
     lr: tuple[float, float] = (1e-4, 1e-2)
     l2: tuple[float, float] = (1e-8, 1e-4)
     rank_weight: tuple[float, float] = (0.0, 0.0)
+    rank_consensus: tuple[float, float] = (0.0, 0.0)
 
 
 @dataclass(frozen=True)

@@ -189,6 +189,11 @@ class Neighbourhood:
         (a sweep trial's ``data.threshold``)."""
         return self if threshold == self.threshold else replace(self, threshold=threshold)
 
+    def with_consensus(self, consensus: float) -> "Neighbourhood":
+        """The same neighbourhoods with another consensus share of the ranking targets (a
+        sweep trial's ``train.rank_consensus``)."""
+        return self if consensus == self.consensus else replace(self, consensus=consensus)
+
     def rows(self, record_ids: Sequence[str]) -> np.ndarray:
         """Training rows of ``record_ids`` (``-1`` for an id outside the training split)."""
         return np.fromiter((self._row.get(str(r), -1) for r in record_ids), np.int64, count=len(record_ids))

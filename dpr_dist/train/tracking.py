@@ -93,10 +93,14 @@ class MLflowLogger(UserCallback):
         run: The Ray Train run's name, the MLflow run's name and tag ``ray_train_run``.
         params: Logged once as the run's parameters (:func:`flat_params`).
         epochs: The run's epochs: the MLflow run is finished after epoch ``epochs - 1``.
+        patience: ``train.patience``: the run is also finished after the epoch at which the
+            workers stop early (:func:`~dpr_dist.train.worker.stopped_early`).
     """
 
-    def __init__(self, uri: str, experiment: str, run: str, params: dict[str, str], epochs: int) -> None:
+    def __init__(self, uri: str, experiment: str, run: str, params: dict[str, str], epochs: int,
+                 patience: int = 0) -> None:
         self.uri, self.experiment, self.run, self.params, self.epochs = uri, experiment, run, params, epochs
+        self.patience = patience
         self._client = None
         self._run_id: str | None = None
 
@@ -124,7 +128,9 @@ class MLflowLogger(UserCallback):
         step = int(values.pop("epoch", 0))
         now = int(time.time() * 1000)
         self._client.log_batch(self._run_id, metrics=[Metric(k, v, now, step) for k, v in values.items()])
-        if step + 1 >= self.epochs:
+        from dpr_dist.train.worker import stopped_early
+
+        if step + 1 >= self.epochs or stopped_early(step + 1, int(metrics[0].get("best_epoch", step)), self.patience):
             self._client.set_terminated(self._run_id, status="FINISHED")
 
 
@@ -158,7 +164,8 @@ def tracking_callbacks(cfg: Config, run: str, epochs: int, mlflow: bool = True) 
         out.append(TensorBoardLogger(_driver_path(tc.tensorboard_dir), run))
     if tc.mlflow_uri and mlflow:
         _need_mlflow()
-        out.append(MLflowLogger(_driver_path(tc.mlflow_uri), tc.mlflow_experiment, run, flat_params(cfg), epochs))
+        out.append(MLflowLogger(_driver_path(tc.mlflow_uri), tc.mlflow_experiment, run, flat_params(cfg), epochs,
+                                 tc.patience))
     return out
 
 

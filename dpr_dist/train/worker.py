@@ -185,8 +185,8 @@ class _Runner:
         self.tc = spec.cfg.train
         self.val: ValidationData = _resolve(spec.val)
         self.hood = _resolve(spec.neighbourhood) if spec.neighbourhood is not None else None
-        if self.hood is not None:  # shared by a sweep's trials, each with its own threshold
-            self.hood = self.hood.at_threshold(spec.cfg.data.threshold)
+        if self.hood is not None:  # shared by a sweep's trials, each with its own threshold and targets
+            self.hood = self.hood.at_threshold(spec.cfg.data.threshold).with_consensus(self.tc.rank_consensus)
 
     @property
     def ranks(self) -> bool:

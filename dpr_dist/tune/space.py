@@ -33,7 +33,8 @@ def search_space(cfg: Config, kind: str | None = None) -> dict[str, optuna.distr
 
     ``model.edge_dim`` is searched for attributed-graph variants only; the encoder and
     drug-embedding sizes stay those of the shared pre-training (``docs/tuning.md``).
-    ``train.rank_weight`` is searched when ``tune.rank_weight`` is not ``(0, 0)``.
+    ``train.rank_weight`` is searched when ``tune.rank_weight`` is not ``(0, 0)``, and
+    ``train.rank_consensus`` when ``tune.rank_consensus`` is not (a share in ``[0, 1]``).
 
     Raises:
         ValueError: on an empty or non-positive (log-scale) range, naming it.
@@ -45,11 +46,16 @@ def search_space(cfg: Config, kind: str | None = None) -> dict[str, optuna.distr
              ("train/negative_ratio", "negative_ratio", int, False, 1),
              ("model/gnn_layers", "gnn_layers", int, False, 1), ("model/edge_dim", "dim", int, True, None),
              ("train/lr", "lr", float, True, None), ("train/l2", "l2", float, True, None),
-             ("train/rank_weight", "rank_weight", float, False, 0)]
+             ("train/rank_weight", "rank_weight", float, False, 0),
+             ("train/rank_consensus", "rank_consensus", float, False, 0)]
     if VARIANTS[kind].graph != "ag":
         specs = [s for s in specs if s[0] != "model/edge_dim"]
     if t.rank_weight == (0.0, 0.0):  # not searched: trials train with train.rank_weight
         specs = [s for s in specs if s[0] != "train/rank_weight"]
+    if t.rank_consensus == (0.0, 0.0):
+        specs = [s for s in specs if s[0] != "train/rank_consensus"]
+    elif t.rank_consensus[1] > 1:
+        raise ValueError(f"tune.rank_consensus={list(t.rank_consensus)!r}: a share, expected high <= 1")
     space: dict[str, optuna.distributions.BaseDistribution] = {}
     for key, field_name, kind_of, log_scale, least in specs:
         low, high = getattr(t, field_name)

@@ -128,8 +128,10 @@ def trial_context(cfg: Config, inputs: dict[str, Any], space: dict, runs: str, r
     and neighbourhoods."""
     prep, ncf = inputs["prep"], inputs["ncf"]
     # built once when a trial may use them; each trial builds the neighbours' graphs at its
-    # own data.threshold (Neighbourhood.at_threshold, in the worker)
-    hood = training_neighbourhood(cfg, inputs["index"], prep, always="train/rank_weight" in space)
+    # own data.threshold and mixes its own ranking targets (Neighbourhood.at_threshold and
+    # .with_consensus, in the worker)
+    searched = {"train/rank_weight", "train/rank_consensus"} & set(space)
+    hood = training_neighbourhood(cfg, inputs["index"], prep, always=bool(searched))
     val_tab = read_records(prep.path, "val")
     with torch.no_grad():
         u = encode_records(ncf.encode, val_tab, prep.num_doc_words, cfg.eval.batch_size)

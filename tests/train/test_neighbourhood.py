@@ -177,6 +177,20 @@ def test_candidates_targets_with_consensus_mix_own_f1_and_the_sets_consensus(bet
             assert float(cb.target[r, col]) == pytest.approx((1 - beta) * own + beta * mean_other, rel=1e-6)
 
 
+def test_with_consensus_mixes_a_trials_targets_as_a_neighbourhood_built_with_it():
+    index, _ = make_index()
+    relation, cooc = tables()
+    plain = Neighbourhood.build(index, k=4, count=0, relation=relation, cooc=cooc, threshold=0.05)
+    assert plain.with_consensus(0.0) is plain
+    mixed = plain.with_consensus(0.4)
+    built = Neighbourhood.build(index, k=4, count=0, relation=relation, cooc=cooc, threshold=0.05, consensus=0.4)
+    rows = np.array([3, 11])
+    ids = [f"R{r:03d}" for r in rows]
+    got, want = mixed.candidates(ids, gather_rows_(index, rows)), built.candidates(ids, gather_rows_(index, rows))
+    assert torch.equal(got.target, want.target)
+    assert not torch.equal(got.target, plain.candidates(ids, gather_rows_(index, rows)).target)
+
+
 def test_at_threshold_builds_the_neighbours_graphs_at_a_trials_threshold():
     index, _ = make_index()
     relation, cooc = tables()

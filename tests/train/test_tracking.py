@@ -66,3 +66,12 @@ def test_tracking_callbacks_follow_the_config(tmp_path, monkeypatch):
     assert tracking_callbacks(cfg, "tiny-ag", 3)[1].uri == "http://mlflow:5000"
     with pytest.raises(ValueError, match="tensorboard_dir='s3://b/tb' must be a local or shared path"):
         load_config(REPO / "configs" / "tiny.yaml", ["train.tensorboard_dir=s3://b/tb"])
+
+
+def test_mlflow_logger_finishes_a_run_that_stops_early(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cb = MLflowLogger(uri, "dpr-dist", "tiny-ag", {}, epochs=10, patience=1)
+    cb.after_report(None, [{"epoch": 0, "loss": 2.5, "val_f1": 0.4, "best_epoch": 0}], None)
+    assert mlflow_runs(uri)["tiny-ag"]["status"] == "RUNNING"
+    cb.after_report(None, [{"epoch": 1, "loss": 2.4, "val_f1": 0.3, "best_epoch": 0}], None)  # the workers stop
+    assert mlflow_runs(uri)["tiny-ag"]["status"] == "FINISHED"

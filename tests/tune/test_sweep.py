@@ -48,10 +48,16 @@ def test_search_space_follows_the_config():
     assert search_space(ranked, "ag")["train/rank_weight"] == optuna.distributions.FloatDistribution(0.0, 2.0)
     assert default_point(ranked, search_space(ranked, "ag"))["train/rank_weight"] == 1.0
     assert trial_config(ranked, {"train/rank_weight": 0.25}).train.rank_weight == 0.25
+    mixed = load_config(None, ["tune.rank_consensus=[0, 0.75]", "train.rank_consensus=0.5"])
+    assert "train/rank_consensus" not in space  # (0, 0): not searched
+    assert search_space(mixed, "wg")["train/rank_consensus"] == optuna.distributions.FloatDistribution(0.0, 0.75)
+    assert default_point(mixed, search_space(mixed, "wg"))["train/rank_consensus"] == 0.5
+    assert trial_config(mixed, {"train/rank_consensus": 0.25}).train.rank_consensus == 0.25
 
 
 @pytest.mark.parametrize("override", ["tune.lr=[0.01, 0.001]", "tune.l2=[0.0, 0.001]", "tune.gnn_layers=[0, 2]",
-                                      "tune.rank_weight=[-1, 1]", "tune.rank_weight=[2, 1]"])
+                                      "tune.rank_weight=[-1, 1]", "tune.rank_weight=[2, 1]",
+                                      "tune.rank_consensus=[-0.5, 0.5]", "tune.rank_consensus=[0, 1.5]"])
 def test_search_space_rejects_bad_ranges(override):
     key = override.split("=")[0]
     with pytest.raises(ValueError, match=key):
