@@ -102,7 +102,8 @@ def train_dataset(prepared: str, columns: Sequence[str], rows_per_block: int = 4
     try:
         read = list(dict.fromkeys(list(columns) + ["record_id"]))
         ds = ray.data.read_parquet(path, filesystem=fs).select_columns(read)
-        blocks = max(1, -(-ds.count() // max(1, rows_per_block)))
+        rows = pads.dataset(path, filesystem=fs, format="parquet").count_rows()  # the files' footers only
+        blocks = max(1, -(-rows // max(1, rows_per_block)))
         ds = ds.sort("record_id").repartition(blocks, shuffle=False)
         if "record_id" not in columns:
             ds = ds.drop_columns(["record_id"])
