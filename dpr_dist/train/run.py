@@ -47,9 +47,9 @@ from dpr_dist.train.collate import PATIENT_COLUMNS, RECORD_COLUMNS, package_csr
 from dpr_dist.train.modeldir import save_model_dir
 from dpr_dist.train.neighbourhood import Neighbourhood
 from dpr_dist.train.prepared import Prepared, load_prepared, read_records, train_dataset
-from dpr_dist.train.stored import checkpoint_state, stored_run
+from dpr_dist.train.stored import checkpoint_state, stopped_early, stored_run
 from dpr_dist.train.validation import ValidationData, validation_f1_sum
-from dpr_dist.train.worker import RunSpec, is_trainable, stopped_early, train_loop
+from dpr_dist.train.worker import RunSpec, is_trainable, train_loop
 
 #: Every model :func:`train` trains: NCF, the DPR variants and the package baselines.
 MODELS = ("ncf", *VARIANTS, *PACKAGE_BASELINES)

@@ -4,7 +4,9 @@
   snapshot: its checkpoints (the best ones by the run's ``CheckpointConfig`` and the
   latest) and their metrics;
 * :func:`checkpoint_state` -- the progress the workers keep in a checkpoint
-  (``state.json``: next epoch, best validation F1 and its epoch, per-epoch history).
+  (``state.json``: next epoch, best validation F1 and its epoch, per-epoch history);
+* :func:`stopped_early` -- whether that progress means the run stopped early
+  (``train.patience``).
 
 :func:`dpr_dist.train.run.fit` uses them to return a run that has finished its epochs
 without starting its workers again; the sweep report reads its trials' runs with them
@@ -41,3 +43,13 @@ def checkpoint_state(uri: str, checkpoint) -> dict:
     """The ``state.json`` (progress, history) of a checkpoint of the run stored at ``uri``."""
     path = checkpoint.path
     return io.read_json(io.join(f"s3://{path}" if io.is_s3(uri) and not io.is_s3(path) else path, "state.json"))
+
+
+def stopped_early(next_epoch: int, best_epoch: int, patience: int) -> bool:
+    """Whether a run whose next epoch is ``next_epoch`` has stopped early: its last
+    ``patience`` epochs did not raise the best validation F1 (``train.patience``; 0: never).
+
+    Computed from the checkpointed progress, so a resumed or re-run run agrees with the
+    uninterrupted one, and a larger ``patience`` or ``epochs`` lets a stopped run go on.
+    """
+    return patience > 0 and next_epoch - 1 - best_epoch >= patience

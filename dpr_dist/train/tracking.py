@@ -37,6 +37,7 @@ from typing import Any
 from ray.train import UserCallback
 
 from dpr_dist.config import Config
+from dpr_dist.train.stored import stopped_early
 
 #: MLflow accepts at most this many parameters per ``log_batch`` call.
 MLFLOW_BATCH = 100
@@ -94,7 +95,7 @@ class MLflowLogger(UserCallback):
         params: Logged once as the run's parameters (:func:`flat_params`).
         epochs: The run's epochs: the MLflow run is finished after epoch ``epochs - 1``.
         patience: ``train.patience``: the run is also finished after the epoch at which the
-            workers stop early (:func:`~dpr_dist.train.worker.stopped_early`).
+            workers stop early (:func:`~dpr_dist.train.stored.stopped_early`).
     """
 
     def __init__(self, uri: str, experiment: str, run: str, params: dict[str, str], epochs: int,
@@ -128,9 +129,8 @@ class MLflowLogger(UserCallback):
         step = int(values.pop("epoch", 0))
         now = int(time.time() * 1000)
         self._client.log_batch(self._run_id, metrics=[Metric(k, v, now, step) for k, v in values.items()])
-        from dpr_dist.train.worker import stopped_early
-
-        if step + 1 >= self.epochs or stopped_early(step + 1, int(metrics[0].get("best_epoch", step)), self.patience):
+        best_epoch = int(metrics[0].get("best_epoch", step))
+        if step + 1 >= self.epochs or stopped_early(step + 1, best_epoch, self.patience):
             self._client.set_terminated(self._run_id, status="FINISHED")
 
 

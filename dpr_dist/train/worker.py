@@ -55,6 +55,7 @@ from dpr_dist.runtime import seed_everything
 from dpr_dist.train.collate import collate_packages, collate_patients, collate_positives, package_csr
 from dpr_dist.train.negatives import (
     gather_drug_pool, gather_packages, negative_layout, sample_negative_drugs, sample_negative_packages)
+from dpr_dist.train.stored import stopped_early
 from dpr_dist.train.validation import ValidationData, validation_f1_sum
 
 log = logging.getLogger(__name__)
@@ -101,16 +102,6 @@ class TrainState:
     best_val_f1: float = -1.0
     best_epoch: int = -1
     history: list[dict] = field(default_factory=list)
-
-
-def stopped_early(next_epoch: int, best_epoch: int, patience: int) -> bool:
-    """Whether a run whose next epoch is ``next_epoch`` has stopped early: its last
-    ``patience`` epochs did not raise the best validation F1 (``train.patience``; 0: never).
-
-    Computed from the checkpointed progress, so a resumed or re-run run agrees with the
-    uninterrupted one, and a larger ``patience`` or ``epochs`` lets a stopped run go on.
-    """
-    return patience > 0 and next_epoch - 1 - best_epoch >= patience
 
 
 def build_model(spec: RunSpec) -> nn.Module:
