@@ -38,8 +38,8 @@ def _log_softmax(x: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 
 def _cross_entropy(p: np.ndarray, log_q: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """``-sum_c p_c log q_c`` per row, over the valid slots."""
-    return -np.where(valid, p * np.where(valid, log_q, 0.0), 0.0).sum(axis=1)
+    """``-sum_c p_c log q_c`` per row, over the valid slots (``p`` is 0 on the others)."""
+    return -(p * np.where(valid, log_q, 0.0)).sum(axis=1)
 
 
 def target_predictability(index: CandidateIndex, k: int = 10, tau: float = 0.1, every: int = 1,
