@@ -57,3 +57,11 @@ def test_patience_is_a_count_of_epochs():
     assert load_config(None, ["train.patience=2"]).train.patience == 2
     with pytest.raises(ValueError, match="patience"):
         load_config(None, ["train.patience=-1"])
+
+
+def test_ema_decay_is_a_rate_in_the_unit_interval():
+    assert load_config(None).train.ema_decay == 0.0
+    assert load_config(None, ["train.ema_decay=0.99"]).train.ema_decay == 0.99
+    for bad in ("1.0", "-0.5", "true"):
+        with pytest.raises(ValueError, match="ema_decay"):
+            load_config(None, [f"train.ema_decay={bad}"])

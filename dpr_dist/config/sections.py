@@ -134,6 +134,13 @@ class TrainConfig:
             epochs in a row have not raised its best validation F1; the best epoch's
             checkpoint is kept either way. 0 (the default) trains every epoch. Every rank
             sees the same (all-reduced) validation F1, so all ranks stop at the same epoch.
+        ema_decay: Validate, keep and ship an exponential moving average of the weights,
+            ``avg <- decay * avg + (1 - decay) * theta`` after every optimiser step
+            (:mod:`dpr_dist.train.averaging`), instead of the last step's weights; it applies
+            to every trained model (pre-training included). The optimiser still steps the
+            raw weights, and checkpoints keep both so a resumed run equals an uninterrupted
+            one. 0 (the default) trains as the paper does; ``docs/training.md`` has the
+            measurements.
         batch_size: Global mini-batch size (split across workers).
         lr: Adam learning rate.
         l2: Weight of the L2 term ``lambda ||Theta||^2``.
@@ -187,6 +194,7 @@ class TrainConfig:
     epochs: int = 5
     pretrain_epochs: int = 3
     patience: int = 0
+    ema_decay: float = 0.0
     batch_size: int = 256
     lr: float = 1e-3
     l2: float = 1e-6
@@ -220,6 +228,9 @@ class TrainConfig:
                              f"> 0 and rank_neighbors={self.rank_neighbors} >= 1")
         if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:
             raise ValueError(f"TrainConfig.patience={self.patience!r} must be an integer >= 0 (0: no early stopping)")
+        if isinstance(self.ema_decay, bool) or not isinstance(self.ema_decay, (int, float)) \
+                or not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"TrainConfig.ema_decay={self.ema_decay!r} must be a number in [0, 1) (0: no averaging)")
         if not 0.0 <= self.rank_consensus <= 1.0:
             raise ValueError(f"TrainConfig.rank_consensus={self.rank_consensus} must be in [0, 1]")
         if not 0 <= self.hard_negatives <= self.negative_ratio:

@@ -15,7 +15,9 @@ wraps the model). It then wraps the model in DDP and, for each remaining epoch,
    step on BPR (+ the interaction-type CE for AG) + ``l2 * ||Theta||^2``; with a
    candidate neighbourhood (``train.rank_weight``, ``train.hard_negatives``,
    :mod:`dpr_dist.train.neighbourhood`) also the candidate-ranking term
-   (:mod:`dpr_dist.models.ranking`) and / or neighbourhood negatives;
+   (:mod:`dpr_dist.models.ranking`) and / or neighbourhood negatives; with
+   ``train.ema_decay`` it updates the weight average (:mod:`dpr_dist.train.averaging`),
+   which is then what is validated and checkpointed;
 3. validates on its slice of the validation split (candidate picking for package
    models, top-``K`` drugs for NCF) and all-reduces F1;
 4. reports the same metrics on every rank, rank 0 attaching the checkpoint.
@@ -52,6 +54,7 @@ from dpr_dist.models.ranking import CandidateRanking
 from dpr_dist.models.type_targets import set_type_pairs, warm_up_types
 from dpr_dist.models.variants import build_model as build_named_model
 from dpr_dist.runtime import seed_everything
+from dpr_dist.train.averaging import WeightAverage, read_weights
 from dpr_dist.train.collate import collate_packages, collate_patients, collate_positives, package_csr
 from dpr_dist.train.negatives import (
     gather_drug_pool, gather_packages, negative_layout, sample_negative_drugs, sample_negative_packages)
@@ -102,6 +105,7 @@ class TrainState:
     best_val_f1: float = -1.0
     best_epoch: int = -1
     history: list[dict] = field(default_factory=list)
+    averaged_steps: int = 0  # optimiser steps in the weight average (train.ema_decay)
 
 
 def build_model(spec: RunSpec) -> nn.Module:
@@ -237,17 +241,20 @@ def _resolve(obj: Any) -> Any:
     return ray.get(obj) if isinstance(obj, ray.ObjectRef) else obj
 
 
-def _load_checkpoint(model: nn.Module) -> tuple[TrainState, dict | None]:
+def _load_checkpoint(model: nn.Module) -> tuple[TrainState, dict | None, dict | None]:
+    """Progress, optimiser state and weight average (or None) of the run's checkpoint; loads
+    the raw weights into ``model``."""
     import ray.train
 
     ckpt = ray.train.get_checkpoint()
     if ckpt is None:
-        return TrainState(), None
+        return TrainState(), None, None
     with ckpt.as_directory() as d:
-        model.load_state_dict(torch.load(Path(d) / "model.pt", map_location="cpu", weights_only=True))
+        raw, averaged = read_weights(Path(d))
+        model.load_state_dict(raw)
         optim = torch.load(Path(d) / "optim.pt", map_location="cpu", weights_only=True)
         state = TrainState(**json.loads((Path(d) / "state.json").read_text()))
-    return state, optim
+    return state, optim, averaged
 
 
 def train_loop(config: dict) -> None:
@@ -265,7 +272,7 @@ def train_loop(config: dict) -> None:
     runner = _Runner(spec, rank, world, device)
 
     model = build_model(spec)
-    state, optim_state = _load_checkpoint(model)
+    state, optim_state, averaged_state = _load_checkpoint(model)
     if state.next_epoch == 0 and spec.pretrained is not None:
         pre = NCF(spec.cfg.model, spec.num_drugs, spec.num_doc_words, NOTE_VOCAB_SIZE)
         pre.load_state_dict(_resolve(spec.pretrained))
@@ -288,6 +295,9 @@ def train_loop(config: dict) -> None:
     optim = torch.optim.Adam(model.parameters(), lr=tc.lr)
     if optim_state is not None:
         optim.load_state_dict(optim_state)
+    average = WeightAverage(model, tc.ema_decay) if tc.ema_decay > 0 else None
+    if average is not None:
+        average.restore(averaged_state, state.averaged_steps)
     if state.next_epoch > 0 and rank == 0:
         _say(f"[{spec.kind}] resuming at epoch {state.next_epoch} (best val F1 {state.best_val_f1:.4f})")
 
@@ -313,6 +323,8 @@ def train_loop(config: dict) -> None:
             optim.zero_grad(set_to_none=True)
             out["loss_tensor"].backward()
             optim.step()
+            if average is not None:
+                average.update()
             sums["loss"] += float(out.pop("loss_tensor").detach()) * table.num_rows
             sums["records"] += table.num_rows
             sums["steps"] += 1
@@ -320,7 +332,8 @@ def train_loop(config: dict) -> None:
                 sums[key] += value
         total = dict(zip(keys, _all_reduce([sums[k] for k in keys], device)))
         seconds = time.perf_counter() - t0
-        val_f1 = runner.validate(model)
+        scored = model if average is None else average.averaged()  # the weights validated and shipped
+        val_f1 = runner.validate(scored)
         steps = max(total["steps"], 1)
         metrics = {
             "epoch": epoch,
@@ -338,6 +351,7 @@ def train_loop(config: dict) -> None:
             state.best_val_f1, state.best_epoch = val_f1, epoch
         state.history.append(metrics)
         state.next_epoch = epoch + 1
+        state.averaged_steps = 0 if average is None else average.steps
         metrics = {**metrics, "best_val_f1": state.best_val_f1, "best_epoch": state.best_epoch}
         if rank == 0:
             _say(f"[{spec.kind}] epoch {epoch + 1}/{spec.epochs} loss {metrics['loss']:.4f} "
@@ -346,7 +360,10 @@ def train_loop(config: dict) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = None
             if rank == 0:
-                torch.save(model.state_dict(), Path(tmp) / "model.pt")
+                if average is None:
+                    torch.save(model.state_dict(), Path(tmp) / "model.pt")
+                else:
+                    average.save(Path(tmp))
                 torch.save(optim.state_dict(), Path(tmp) / "optim.pt")
                 (Path(tmp) / "state.json").write_text(json.dumps(state.__dict__))
                 checkpoint = Checkpoint.from_directory(tmp)

@@ -238,3 +238,38 @@ def test_patience_stops_a_run_that_no_longer_improves(faulted, caplog):
         train(cfg, "gnn")
     assert "run tiny-gnn stopped early after epoch 2 (train.patience 1): reusing it" in caplog.text
     assert epoch_dirs(faulted["root"], "tiny-gnn") == ["epoch_0000", "epoch_0001"]
+
+
+def test_averaged_weights_resume_as_an_uninterrupted_run(faulted):
+    # train.ema_decay: a worker dies mid-epoch 2; the restarted group restores the raw weights,
+    # the optimiser and the average, and the run equals a clean one with the same seed
+    cfg = faulted["cfg"]
+    cfg = replace(cfg, train=replace(cfg.train, ema_decay=0.9))
+    marker = faulted["root"] / "ema-rank1-exited"
+    hurt = replace(cfg, train=replace(cfg.train, name="tiny-ema"))
+    hurt_dir = train(hurt, "gnn", pretrained=faulted["ncf"],
+                     fail_once={"epoch": 2, "step": 1, "rank": 1, "marker": str(marker)})
+    clean = replace(cfg, train=replace(cfg.train, name="tiny-ema-clean"))
+    clean_dir = train(clean, "gnn", pretrained=faulted["ncf"])
+    assert marker.exists()
+    a, b = load_model_dir(hurt_dir).metrics, load_model_dir(clean_dir).metrics
+    for x, y in zip(a["history"], b["history"], strict=True):
+        assert x["loss"] == pytest.approx(y["loss"], rel=1e-5)
+        assert x["val_f1"] == pytest.approx(y["val_f1"], rel=1e-5)
+    # the checkpoint keeps both weight sets; the model directory ships the average, which
+    # validation scored, not the optimiser's last weights
+    import torch
+
+    ckpt = Path(b["checkpoint"])
+    averaged = torch.load(ckpt / "model.pt", weights_only=True)
+    raw = torch.load(ckpt / "raw.pt", weights_only=True)
+    shipped = torch.load(Path(clean_dir) / "model.pt", weights_only=True)
+    assert all(torch.equal(shipped[k], averaged[k]) for k in averaged)
+    assert any(not torch.equal(raw[k], averaged[k]) for k in averaged if raw[k].is_floating_point())
+    assert json.loads((ckpt / "state.json").read_text())["averaged_steps"] > 0
+    last = f"epoch_{cfg.train.epochs - 1:04d}"  # the resumed average went on from the restored one
+    for name in ("model.pt", "raw.pt"):
+        got = torch.load(faulted["root"] / "ray" / "tiny-ema-gnn" / last / name, weights_only=True)
+        want = torch.load(faulted["root"] / "ray" / "tiny-ema-clean-gnn" / last / name, weights_only=True)
+        for k in want:
+            torch.testing.assert_close(got[k], want[k], rtol=1e-5, atol=1e-7)
