@@ -34,7 +34,7 @@ from dpr_dist.eval.evaluate import evaluate
 from dpr_dist.models.dpr import DPR
 from dpr_dist.train.modeldir import load_model_dir, save_model_dir, update_metrics
 from dpr_dist.train.prepared import read_records
-from dpr_dist.train.stored import checkpoint_state, stored_run
+from dpr_dist.train.stored import checkpoint_state, stopped_early, stored_run
 
 log = logging.getLogger(__name__)
 
@@ -92,14 +92,16 @@ def train_run_summary(uri: str) -> dict[str, Any] | None:
 
 def results_table(results, space: Space, max_epochs: int, *, metric: str = "best_val_f1",
                   epochs_key: str = "epochs_done", unfinished: Collection[str] = (),
-                  train_runs: Callable[[str], str] | None = None) -> pa.Table:
+                  train_runs: Callable[[str], str] | None = None, patience: int = 0) -> pa.Table:
     """One row per trial of a ``ray.tune.ResultGrid``, in the order the trials were created.
 
     Columns: ``trial_id``; one per searched parameter (``data.threshold``, ...);
     ``best_val_f1`` and ``best_epoch`` (0-based; null when the trial reported nothing);
     ``epochs`` run; ``wall_s`` (the trial's training time); ``status`` (``completed``,
-    ``stopped`` by ASHA, ``interrupted`` for the ids in ``unfinished``: trials still
-    running when the sweep was stopped, which a resumed sweep continues; or ``error``);
+    ``patience``: its workers ended it because its validation F1 had not risen for
+    ``patience`` epochs (``train.patience``), ``stopped`` by ASHA, ``interrupted`` for the
+    ids in ``unfinished``: trials still running when the sweep was stopped, which a resumed
+    sweep continues; or ``error``);
     ``checkpoint`` (Train checkpoint of the best epoch).
 
     ``train_runs`` maps a trial id to its Ray Train run; where that run has a checkpoint,
@@ -116,8 +118,9 @@ def results_table(results, space: Space, max_epochs: int, *, metric: str = "best
         run = train_runs and train_run_summary(train_runs(trial_id))
         if run:  # epochs: as Tune counted them (ASHA's view) unless Tune saw none since a resume
             s = {**run, "epochs": s["epochs"] or run["epochs"]}
+        converged = s["best_epoch"] is not None and stopped_early(s["epochs"], s["best_epoch"], patience)
         status = ("error" if r.error else "interrupted" if trial_id in unfinished
-                  else "completed" if s["epochs"] >= max_epochs else "stopped")
+                  else "completed" if s["epochs"] >= max_epochs else "patience" if converged else "stopped")
         rows.append({"trial_id": trial_id, **{column(k): params.get(k) for k in space}, **s, "status": status})
     types = {column(k): pa.int64() if isinstance(d, optuna.distributions.IntDistribution) else pa.float64()
              for k, d in space.items()}

@@ -212,7 +212,7 @@ def run_sweep(cfg: Config, model: str | None = None, pretrained: str | None = No
     unfinished = {t for t, state in _trial_states(cfg).items() if state not in ("TERMINATED", "ERROR")}
     # the Train runs, not Tune's results, hold a resumed trial's epochs from before the resume
     table = report.results_table(grid, space, cfg.train.epochs, metric=METRIC, epochs_key=EPOCHS_KEY,
-                                 unfinished=unfinished,
+                                 unfinished=unfinished, patience=cfg.train.patience,
                                  train_runs=lambda trial: io.join(root, "runs", train_run_name(trial, kind)))
     complete = table.num_rows >= cfg.tune.num_samples and not unfinished
     if not complete:
@@ -240,6 +240,6 @@ def run_sweep(cfg: Config, model: str | None = None, pretrained: str | None = No
         defaults = top if defaults["trial_id"] == best["trial_id"] else export(defaults, "defaults")
     return {"sweep_dir": root, "resumed": resumed, "trials": table.num_rows,
             "complete": complete, "planned": cfg.tune.num_samples, "interrupted": sorted(unfinished),
-            "stopped_early": sum(s == "stopped" for s in table["status"].to_pylist()),
+            "stopped_early": sum(s in ("stopped", "patience") for s in table["status"].to_pylist()),
             "best_trial": best["trial_id"], "best_params": top["params"], "best_val_f1": best["best_val_f1"],
             "model_dir": top["model_dir"], "test": top["test"], "defaults": defaults, **files}

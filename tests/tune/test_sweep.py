@@ -503,6 +503,10 @@ def test_results_table_marks_interrupted_trials_and_exports_follow_the_best_f1(t
     table = results_table(grid, space, 3, unfinished={"cut"}).to_pylist()
     assert [(r["trial_id"], r["status"], r["epochs"]) for r in table] == [
         ("done", "completed", 3), ("asha", "stopped", 1), ("cut", "interrupted", 2)]
+    # train.patience 1 ended a trial whose second epoch did not beat its first; ASHA the other
+    flat = [result("flat", [0.3, 0.3]), result("asha", [0.2, 0.25])]
+    assert [r["status"] for r in results_table(flat, space, 3, patience=1).to_pylist()] == ["patience", "stopped"]
+    assert [r["status"] for r in results_table(flat, space, 3).to_pylist()] == ["stopped", "stopped"]
     out = tmp_path / "best"
     out.mkdir()
     (out / "metrics.json").write_text(json.dumps({"sweep": {"trial_id": "cut"}, "best_val_f1": 0.46,
