@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from dpr_dist.config import config_from_dict, load_config, save_config
@@ -65,3 +67,22 @@ def test_ema_decay_is_a_rate_in_the_unit_interval():
     for bad in ("1.0", "-0.5", "true"):
         with pytest.raises(ValueError, match="ema_decay"):
             load_config(None, [f"train.ema_decay={bad}"])
+
+
+@pytest.mark.parametrize("override, error", [
+    ("train.epochs=1.5", "train.epochs: expected an integer, got 1.5"),
+    ("train.epochs=true", "train.epochs: expected an integer, got True"),
+    ("train.epochs=five", "train.epochs: expected an integer, got 'five'"),
+    ("train.lr=true", "train.lr: expected a number, got True"),
+    ("train.use_gpu=2", "train.use_gpu: expected a boolean, got 2"),
+    ("train.use_gpu=maybe", "train.use_gpu: expected a boolean, got 'maybe'"),
+])
+def test_an_override_that_would_change_on_the_way_is_an_error(override, error):
+    with pytest.raises(ValueError, match=re.escape(error)):
+        load_config(None, [override])
+
+
+def test_overrides_that_fit_their_field_are_converted():
+    cfg = load_config(None, ["train.epochs=2.0", "train.lr=1", "train.use_gpu=0", "train.use_gpu=on"])
+    assert (cfg.train.epochs, cfg.train.lr, cfg.train.use_gpu) == (2, 1.0, True)
+    assert isinstance(cfg.train.epochs, int) and isinstance(cfg.train.lr, float)

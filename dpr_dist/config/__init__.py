@@ -53,7 +53,9 @@ class Config:
 
 
 def _coerce(value: Any, current: Any, where: str) -> Any:
-    """Convert a parsed value to the type of the field's current value."""
+    """Convert a parsed value to the type of the field's current value; a value that would
+    change on the way (``1.5`` for an integer, ``2`` for a flag, ``true`` for a number) is
+    an error naming the field, not a silent rounding."""
     if isinstance(current, bool):
         if isinstance(value, str):
             low = value.lower()
@@ -61,8 +63,9 @@ def _coerce(value: Any, current: Any, where: str) -> Any:
                 return True
             if low in ("false", "0", "no", "off"):
                 return False
-            raise ValueError(f"{where}: expected a boolean, got {value!r}")
-        return bool(value)
+        elif isinstance(value, bool) or (isinstance(value, int) and value in (0, 1)):
+            return bool(value)
+        raise ValueError(f"{where}: expected a boolean, got {value!r}")
     if isinstance(current, tuple):
         if isinstance(value, str):
             value = yaml.safe_load(value)
@@ -70,11 +73,15 @@ def _coerce(value: Any, current: Any, where: str) -> Any:
             raise ValueError(f"{where}: expected a list of {len(current)} values, got {value!r}")
         return tuple(_coerce(v, c, where) for v, c in zip(value, current))
     if isinstance(current, int):
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError(f"{where}: expected an integer, got {value!r}")
         try:
             return int(value)
         except (TypeError, ValueError):
             raise ValueError(f"{where}: expected an integer, got {value!r}") from None
     if isinstance(current, float):
+        if isinstance(value, bool):
+            raise ValueError(f"{where}: expected a number, got {value!r}")
         try:
             return float(value)
         except (TypeError, ValueError):
