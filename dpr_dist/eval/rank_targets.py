@@ -65,7 +65,7 @@ def target_predictability(index: CandidateIndex, k: int = 10, tau: float = 0.1, 
         raise ValueError(f"target_predictability: every={every} must be >= 1, tau={tau} and the temperatures "
                          f"{list(consensus_temperatures)} > 0")
     rows = np.arange(0, len(index), every, dtype=np.int64)
-    nb = neighbour_table(index, k)[rows]
+    nb = neighbour_table(index, k, rows=rows)
     keep = (nb >= 0).any(axis=1)
     rows, nb = rows[keep], nb[keep]
     valid = nb >= 0

@@ -51,8 +51,9 @@ from dpr_dist.models.variants import reads_edges
 from dpr_dist.train.packages import PackageSet
 
 
-def neighbour_table(index: CandidateIndex, k: int, margin: int | None = None) -> np.ndarray:
-    """The ``k`` nearest other training patients of every training patient.
+def neighbour_table(index: CandidateIndex, k: int, margin: int | None = None,
+                    rows: np.ndarray | None = None) -> np.ndarray:
+    """The ``k`` nearest other training patients of every training patient (or of ``rows``).
 
     Args:
         index: The candidate index of the training split (its normalized embeddings and
@@ -61,24 +62,25 @@ def neighbour_table(index: CandidateIndex, k: int, margin: int | None = None) ->
             ``eval.neighbors``).
         margin: Extra neighbours queried so that ``k`` remain after dropping those whose
             package equals the patient's own (default ``k``).
+        rows: The training patients (index rows) to find neighbours for (default: all).
 
     Returns:
-        ``[N, k]`` int64 index rows, most similar first, ``-1`` padding at the end (a
+        ``[N, k]`` (``[len(rows), k]``) int64 index rows, most similar first, ``-1`` padding at the end (a
         patient whose neighbours all share its package has fewer).
     """
     if k < 1:
         raise ValueError(f"neighbour_table: k must be >= 1, got {k}")
     n = len(index)
     extra = k if margin is None else max(0, int(margin))
-    rows = np.arange(n, dtype=np.int64)
-    cands = index.query(index.embeddings, k=min(k + extra, max(n - 1, 1)), exclude=rows, dedupe=True)
+    rows = np.arange(n, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+    cands = index.query(index.embeddings[rows], k=min(k + extra, max(n - 1, 1)), exclude=rows, dedupe=True)
     nb = cands.neighbors
     same = (nb >= 0) & (index.package_ids[np.maximum(nb, 0)] == index.package_ids[rows][:, None])
     keep = (nb >= 0) & ~same
     order = np.argsort(~keep, axis=1, kind="stable")  # kept first, similarity order preserved
     nb = np.take_along_axis(np.where(keep, nb, -1), order, axis=1)[:, :k]
     if nb.shape[1] < k:
-        nb = np.concatenate([nb, np.full((n, k - nb.shape[1]), -1, np.int64)], axis=1)
+        nb = np.concatenate([nb, np.full((rows.size, k - nb.shape[1]), -1, np.int64)], axis=1)
     return nb
 
 

@@ -63,6 +63,12 @@ def test_neighbour_table_is_nearest_others_without_own_package():
     assert 5 not in table[3] and 7 not in table[3] and 3 not in table[5]
 
 
+def test_neighbour_table_of_some_rows_equals_those_rows_of_the_whole_table():
+    index, _ = make_index()
+    rows = np.array([3, 5, 0, 39, 7])
+    np.testing.assert_array_equal(neighbour_table(index, k=4, rows=rows), neighbour_table(index, k=4)[rows])
+
+
 def test_sample_neighbours_without_replacement_and_padding():
     table = np.array([[4, 5, 6, -1], [7, -1, -1, -1], [-1, -1, -1, -1]], np.int64)
     rng = np.random.default_rng(0)
