@@ -38,35 +38,18 @@ def test_synth_section_builds_the_generator_knobs():
     assert k.core_prob == SynthKnobs().core_prob  # the others keep their defaults
 
 
-def test_parallel_runs_is_a_positive_integer():
-    assert load_config(None).train.parallel_runs == 1
-    assert load_config(None, ["train.parallel_runs=4"]).train.parallel_runs == 4
-    for bad in ("0", "-1", "two"):
-        with pytest.raises(ValueError, match="parallel_runs"):
-            load_config(None, [f"train.parallel_runs={bad}"])
-
-
-def test_rank_consensus_is_a_share():
-    assert load_config(None).train.rank_consensus == 0.0
-    assert load_config(None, ["train.rank_consensus=0.5"]).train.rank_consensus == 0.5
-    for bad in ("-0.1", "1.5"):
-        with pytest.raises(ValueError, match="rank_consensus"):
-            load_config(None, [f"train.rank_consensus={bad}"])
-
-
-def test_patience_is_a_count_of_epochs():
-    assert load_config(None).train.patience == 0
-    assert load_config(None, ["train.patience=2"]).train.patience == 2
-    with pytest.raises(ValueError, match="patience"):
-        load_config(None, ["train.patience=-1"])
-
-
-def test_ema_decay_is_a_rate_in_the_unit_interval():
-    assert load_config(None).train.ema_decay == 0.0
-    assert load_config(None, ["train.ema_decay=0.99"]).train.ema_decay == 0.99
-    for bad in ("1.0", "-0.5", "true"):
-        with pytest.raises(ValueError, match="ema_decay"):
-            load_config(None, [f"train.ema_decay={bad}"])
+@pytest.mark.parametrize("key, default, good, bad", [
+    ("parallel_runs", 1, 4, ("0", "-1", "two")),  # a positive integer
+    ("rank_consensus", 0.0, 0.5, ("-0.1", "1.5")),  # a share
+    ("patience", 0, 2, ("-1",)),  # a count of epochs
+    ("ema_decay", 0.0, 0.99, ("1.0", "-0.5", "true")),  # a rate in [0, 1)
+])
+def test_train_settings_take_their_range(key, default, good, bad):
+    assert getattr(load_config(None).train, key) == default
+    assert getattr(load_config(None, [f"train.{key}={good}"]).train, key) == good
+    for value in bad:
+        with pytest.raises(ValueError, match=key):
+            load_config(None, [f"train.{key}={value}"])
 
 
 @pytest.mark.parametrize("override, error", [
