@@ -176,7 +176,8 @@ def pretrain(cfg: Config, *, fail_once: dict | None = None) -> str:
     record = {"checkpoint": uri, "epochs": cfg.train.pretrain_epochs, "best_epoch": best["best_epoch"],
               "best_val_f1": best["best_val_f1"], "history": latest["history"]}
     io.write_json(record, io.join(cfg.train.storage_path, run_name(cfg, "ncf"), "pretrained.json"))
-    log.info("pre-trained NCF: best val F1 %.4f at epoch %d -> %s", best["best_val_f1"], best["best_epoch"], uri)
+    log.info("pre-trained NCF: best val F1 %.4f after epoch %d -> %s", best["best_val_f1"],
+             best["best_epoch"] + 1, uri)
     return uri
 
 
@@ -296,7 +297,8 @@ def train(cfg: Config, model: str | None = None, *, pretrained: str | None = Non
         else:
             metrics.update(_validate_untrained(dpr, ncf, val, cfg, prep.num_doc_words))
         dpr.eval()
-        log.info("%s: best val F1 %.4f at epoch %d", kind, metrics["best_val_f1"], metrics["best_epoch"])
+        log.info("%s: best val F1 %.4f after epoch %d", kind, metrics["best_val_f1"],
+                 metrics["best_epoch"] + 1)
     else:
         metrics.update({"best_epoch": record["best_epoch"], "best_val_f1": record["best_val_f1"],
                         "history": record["history"], "checkpoint": record["checkpoint"]})
