@@ -52,6 +52,13 @@ def test_train_settings_take_their_range(key, default, good, bad):
             load_config(None, [f"train.{key}={value}"])
 
 
+def test_aggregation_is_sum_or_mean():
+    assert load_config(None).model.aggr == "sum"  # the paper's eqs. 12 and 19
+    assert load_config(None, ["model.aggr=mean"]).model.aggr == "mean"
+    with pytest.raises(ValueError, match="aggr='max' must be 'sum'"):
+        load_config(None, ["model.aggr=max"])
+
+
 @pytest.mark.parametrize("override, error", [
     ("train.epochs=1.5", "train.epochs: expected an integer, got 1.5"),
     ("train.epochs=true", "train.epochs: expected an integer, got True"),

@@ -94,6 +94,13 @@ class ModelConfig:
             the class prior for hundreds of steps; a few hundred steps alone (about a
             second) teach it the types, and the joint loss then keeps them. On the bench
             data this costs DPR-AG 0.011-0.013 test F1 (docs/training.md). 0: no warm-up.
+        aggr: How a message-passing layer (GNN, DPR-WG, DPR-AG and their ablations)
+            combines the messages into a node: ``"sum"``, the paper's (eqs. 12 and 19), or
+            ``"mean"``, the sum divided by the node's in-degree. A package graph is dense,
+            so the sum grows with the package. In DPR-AG, whose messages are linear in
+            unbounded edge attributes, it outweighs the node's own term ``W0 h_u`` by about
+            7-15 times at the bench data's 12 drugs; the mean keeps the two level
+            (docs/training.md, "Mean aggregation").
         fast: DPR models compute package embeddings, scores and the loss through the fast
             path (:mod:`dpr_dist.models.fast`: the same function with shared and
             restructured work); False selects the straightforward reference code.
@@ -111,11 +118,14 @@ class ModelConfig:
     type_targets: str = "graph"
     type_pairs: int = 4096
     type_warmup: int = 0
+    aggr: str = "sum"
     fast: bool = True
 
     def __post_init__(self) -> None:
         if self.type_targets not in ("graph", "relation"):
             raise ValueError(f"ModelConfig.type_targets={self.type_targets!r} must be 'graph' or 'relation'")
+        if self.aggr not in ("sum", "mean"):
+            raise ValueError(f"ModelConfig.aggr={self.aggr!r} must be 'sum' (eqs. 12, 19) or 'mean'")
         if self.type_pairs < 1:
             raise ValueError(f"ModelConfig.type_pairs={self.type_pairs} must be >= 1")
         if self.type_warmup < 0 or (self.type_warmup and self.type_targets != "relation"):

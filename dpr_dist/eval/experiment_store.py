@@ -51,7 +51,7 @@ SECTIONS = ("data", "model", "train", "eval")
 #: its default is left out of the fingerprint, so rows measured before it existed (which
 #: trained as the default does) still match; any other value is part of it.
 ADDED_LATER = {
-    "model": {"type_targets": "graph", "type_pairs": 4096, "type_warmup": 0},
+    "model": {"type_targets": "graph", "type_pairs": 4096, "type_warmup": 0, "aggr": "sum"},
     "train": {"rank_consensus": 0.0, "patience": 0, "ema_decay": 0.0},
 }
 

@@ -49,7 +49,7 @@ class DPR(nn.Module):
     Args:
         cfg: Dimensions: encoder (``mlp_out``, ``char_dim``, ``lstm_hidden``), ``drug_dim``
             (node and package-embedding size), ``hidden`` (every MLP), ``edge_dim``
-            (AG edge attributes), ``gnn_layers``, ``ce_weight``. The context MLP of eq. 10
+            (AG edge attributes), ``gnn_layers``, ``ce_weight``, ``aggr``. The context MLP of eq. 10
             outputs ``mlp_out`` values.
         num_drugs: ``M``.
         num_doc_words: Disease-document vocabulary size.
@@ -77,6 +77,7 @@ class DPR(nn.Module):
         self.fast = bool(cfg.fast)  # route through dpr_dist.models.fast (False: the reference)
         self.num_drugs = num_drugs
         self.ce_weight = cfg.ce_weight
+        self.aggr = cfg.aggr  # eqs. 12 / 19 sum the messages into a node, or their mean
         self.type_targets, self.type_pairs = cfg.type_targets, cfg.type_pairs  # models/type_targets.py
         self.type_src = self.type_dst = self.type_rel = None  # R's labelled pairs (set_type_pairs)
         dim, hid = cfg.drug_dim, cfg.hidden
@@ -91,9 +92,9 @@ class DPR(nn.Module):
             self.context_a = nn.Linear(cfg.mlp_out, 1, bias=False)
         if v.graph == "ag":  # e_vu = MLP([d_v || d_u]) (eq. 16)
             self.edge_mlp = MLP(2 * dim, hid, cfg.edge_dim)
-            convs = [AGConv(dim, cfg.edge_dim, hid) for _ in range(cfg.gnn_layers)]
+            convs = [AGConv(dim, cfg.edge_dim, hid, cfg.aggr) for _ in range(cfg.gnn_layers)]
         else:
-            convs = [WGConv(dim, hid) for _ in range(cfg.gnn_layers)]
+            convs = [WGConv(dim, hid, cfg.aggr) for _ in range(cfg.gnn_layers)]
         self.convs = nn.ModuleList(convs)
         if v.type_loss:  # logits e^T Q, Q = type_proj.weight.T in R^{edge_dim x 3} (eq. 21)
             self.type_proj = nn.Linear(cfg.edge_dim, 3, bias=False)

@@ -20,7 +20,8 @@ path without changing a single number the model computes (up to float rounding):
   them in the backward pass.
 * **AG (eqs. 16-19).** ``e_vu`` depends on the two drugs only: computed once per distinct
   drug pair of the batch. Eqs. 17-19 are linear, so ``sum_v W1 (mask ⊙ e_vu) = W1 (mask ⊙
-  sum_v e_vu)``: ``S_u = sum_v e_vu`` is computed once, for every layer.
+  sum_v e_vu)``: ``S_u = sum_v e_vu`` is computed once, for every layer (divided by the
+  in-degree with ``model.aggr: mean``).
 * **Unmasked variants** (``gnn``, ``wg_context``, ``ag_mask``): a package embedding does
   not depend on the patient, so each distinct package of the batch (found exactly: hash,
   then element-wise comparison) is embedded once.
@@ -86,6 +87,8 @@ def _wg_nodes(model: "DPR", u: Tensor, d: Tensor, plan: FastPlan) -> Tensor:
         p_in = F.linear(table, gru.weight_ih @ conv.lin1.weight)
         h_hid = F.linear(table, gru.weight_hh, gru.bias_hh)
         msg = gru_messages(e_hat, p_in, h_hid, table, gru.bias_ih, src, dst, plan.dst, num)
+        if model.aggr == "mean":  # model.aggr: the mean of the GRU outputs instead of their sum
+            msg = msg / plan.in_degree.to(msg.dtype).unsqueeze(-1)
         x0 = F.linear(table, conv.lin0.weight)
         h = conv.mlp((x0 if h is not None else x0[plan.node_drug]) + msg)
         table, src, dst = h, plan.src, plan.dst
@@ -101,6 +104,8 @@ def _ag_nodes(model: "DPR", u: Tensor, d: Tensor, plan: FastPlan) -> tuple[Tenso
     e_pair = model.edge_mlp[2](torch.relu(left[plan.pair_src] + right[plan.pair_dst]))
     rows = e_pair.to(kernel_dtype(e_pair)).index_select(0, plan.edge_pair)  # summed in float32 under autocast
     s = rows.new_zeros(plan.num_nodes, rows.size(1)).index_add(0, plan.dst, rows)  # S_u = sum_v e_vu
+    if model.aggr == "mean":  # model.aggr: mean_v e_vu instead of the sum
+        s = s / plan.in_degree.to(s.dtype).unsqueeze(-1)
     if model.variant.edge_mask:  # sum_v mask * e_vu = mask * sum_v e_vu (eqs. 17, 19)
         s = model.mask(u)[plan.owner[plan.node_graph]] * s
     h = None

@@ -52,6 +52,8 @@ class FastPlan:
             ``[N]`` the pair of each node (WG context).
         pair_src, pair_dst: ``[P]`` local drugs of the distinct (``v``, ``u``) pairs;
             ``edge_pair`` ``[E]`` the pair of each edge (AG).
+        in_degree: ``[N]`` float32 ``max(1, in-degree)`` of each node (the divisor of
+            ``model.aggr: mean``).
         ce_pair, ce_rel, ce_count: ``[Q]`` distinct (pair, relation) among the labelled
             edges of the positive graphs, with counts; ``ce_edges`` 0-d int64 (AG CE).
     """
@@ -73,6 +75,7 @@ class FastPlan:
     pair_src: Tensor | None = None
     pair_dst: Tensor | None = None
     edge_pair: Tensor | None = None
+    in_degree: Tensor | None = None
     ce_pair: Tensor | None = None
     ce_rel: Tensor | None = None
     ce_count: Tensor | None = None
@@ -256,7 +259,8 @@ def build_plan(graphs: Any, owner: Tensor, variant: "Variant", num_patients: int
     t = torch.from_numpy
     plan = FastPlan(num_patients=num_patients, group=group, owner=t(own), num_reps=num_graphs,
                     graph_rep=None if graph_rep is None else t(graph_rep), drugs=t(drugs), node_drug=t(node_drug),
-                    node_graph=t(node_graph), src=t(src), dst=t(dst), edge_w=None if w is None else t(w))
+                    node_graph=t(node_graph), src=t(src), dst=t(dst), edge_w=None if w is None else t(w),
+                    in_degree=t(np.maximum(np.bincount(dst, minlength=drug.size), 1).astype(np.float32)))
     if graph_rep is not None:
         plan.num_reps = int(graph_rep.max()) + 1
     if variant.context:  # distinct (patient, drug): a patient's packages share their masked drugs

@@ -94,18 +94,22 @@ class WGConv(MessagePassing):
     ``m_vu = W1 h_v`` (eq. 11); ``M_u = sum_{v in N(u)} GRU(e^_vu * m_vu, h_u)`` (eq. 12),
     one ``GRUCell`` step per incoming edge with input ``e^_vu * m_vu`` and hidden state
     ``h_u``; ``h_u' = MLP(W0 h_u + M_u)`` (eq. 13). A node without incoming edges gets
-    ``M_u = 0``. ``W0`` and ``W1`` are plain matrices (no bias).
+    ``M_u = 0``. ``W0`` and ``W1`` are plain matrices (no bias). With ``aggr="mean"``,
+    ``M_u`` is the mean of the GRU outputs instead of their sum (``model.aggr``).
 
     Args:
         dim: Node size ``D`` (all layers keep the size of layer 0, the drug embedding).
         hidden: Hidden width of the update MLP.
+        aggr: ``"sum"`` (eq. 12) or ``"mean"``.
 
     Shapes:
         x ``[N, D]``, edge_index ``[2, E]``, edge_weight ``[E]`` -> ``[N, D]``
     """
 
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__(aggr="add")
+    def __init__(self, dim: int, hidden: int, aggr: str = "sum") -> None:
+        if aggr not in ("sum", "mean"):
+            raise ValueError(f"WGConv: aggr must be 'sum' or 'mean', got {aggr!r}")
+        super().__init__(aggr=aggr)
         self.lin0 = nn.Linear(dim, dim, bias=False)  # W0 (eq. 13)
         self.lin1 = nn.Linear(dim, dim, bias=False)  # W1 (eq. 11)
         self.gru = nn.GRUCell(dim, dim)  # GRU (eq. 12)
@@ -134,19 +138,24 @@ class AGConv(MessagePassing):
     """DPR-AG message-passing layer on an attributed package graph (eqs. 18-20).
 
     ``m_vu = W1 e^_vu`` (eq. 18); ``M_u = sum_{v in N(u)} m_vu`` (eq. 19);
-    ``h_u' = MLP(W0 h_u + M_u)`` (eq. 20). ``W0`` and ``W1`` are plain matrices.
+    ``h_u' = MLP(W0 h_u + M_u)`` (eq. 20). ``W0`` and ``W1`` are plain matrices. With
+    ``aggr="mean"``, ``M_u`` is the mean over ``N(u)`` instead (``model.aggr``).
 
     Args:
         dim: Node size ``D``.
         edge_dim: Size of the edge attribute vectors (eq. 16).
         hidden: Hidden width of the update MLP.
+        aggr: ``"sum"`` (eq. 19) or ``"mean"``; a node without incoming edges gets
+            ``M_u = 0`` either way.
 
     Shapes:
         x ``[N, D]``, edge_index ``[2, E]``, edge_attr ``[E, edge_dim]`` -> ``[N, D]``
     """
 
-    def __init__(self, dim: int, edge_dim: int, hidden: int) -> None:
-        super().__init__(aggr="add")
+    def __init__(self, dim: int, edge_dim: int, hidden: int, aggr: str = "sum") -> None:
+        if aggr not in ("sum", "mean"):
+            raise ValueError(f"AGConv: aggr must be 'sum' or 'mean', got {aggr!r}")
+        super().__init__(aggr=aggr)
         self.lin0 = nn.Linear(dim, dim, bias=False)  # W0 (eq. 20)
         self.lin1 = nn.Linear(edge_dim, dim, bias=False)  # W1 (eq. 18)
         self.mlp = MLP(dim, hidden, dim)  # MLP (eq. 20)

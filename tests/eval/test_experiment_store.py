@@ -36,7 +36,7 @@ def test_settings_added_later_keep_old_fingerprints():
     for section, settings in ADDED_LATER.items():
         for key in settings:
             assert getattr(getattr(cfg, section), key) == settings[key], f"{section}.{key}: default changed"
-    for change in ("model.type_targets=relation", "model.type_pairs=64"):
+    for change in ("model.type_targets=relation", "model.type_pairs=64", "model.aggr=mean"):
         assert config_fingerprint(cfg.with_overrides([change])) != config_fingerprint(cfg), change
 
 

@@ -11,10 +11,11 @@ from dpr_dist.models.batch import PatientBatch
 from dpr_dist.models.dpr import DPR
 
 
-def dpr(cfg, toy, name, layers, seed=0, dtype=torch.float32, spread=0.1):
-    """A model with random parameters: Kaiming initialization plus noise (biases are zero there)."""
+def dpr(cfg, toy, name, layers, seed=0, dtype=torch.float32, spread=0.1, **settings):
+    """A model with random parameters: Kaiming initialization plus noise (biases are zero there).
+    ``settings`` override fields of the model config (``aggr="mean"``)."""
     torch.manual_seed(seed)
-    m = DPR(replace(cfg, gnn_layers=layers), toy.num_drugs, toy.num_doc_words, toy.num_chars, name)
+    m = DPR(replace(cfg, gnn_layers=layers, **settings), toy.num_drugs, toy.num_doc_words, toy.num_chars, name)
     with torch.no_grad():
         for p in m.parameters():
             p.add_(spread * torch.randn_like(p))

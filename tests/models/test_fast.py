@@ -33,6 +33,23 @@ def test_same_function_float64(small_cfg, toy_factory, name, layers, chunk, monk
     assert_same(out, ref, 1e-10, tied_pairs=1 / (4 * 3))  # patient 0's positive is also its negative
 
 
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("name", ALL)
+def test_mean_aggregation_same_function(small_cfg, toy_factory, name, layers):
+    """``model.aggr: mean``: the fast path (the summed messages divided by the in-degree)
+    equals the reference (PyG's mean aggregation) in float64, outputs and gradients."""
+    toy = toy_factory(batch=4, num_negatives=3, seed=layers, num_drugs=15, sizes=(1, 8))
+    graphs = with_duplicates(toy)
+    m = dpr(small_cfg, toy, name, layers, seed=layers, dtype=torch.float64, aggr="mean")
+    patients, graphs = cast(toy, graphs, torch.float64)
+    ref = run(m, patients, graphs, toy.owner, toy.num_negatives, False)
+    out = run(m, patients, graphs, toy.owner, toy.num_negatives, True)
+    assert_same(out, ref, 1e-10, tied_pairs=1 / (4 * 3))
+    summed = run(dpr(small_cfg, toy, name, layers, seed=layers, dtype=torch.float64), patients, graphs,
+                 toy.owner, toy.num_negatives, True)
+    assert not torch.allclose(summed[0], out[0])  # the loss differs from the sum's
+
+
 @pytest.mark.parametrize("layers", [1, 2, 3])
 @pytest.mark.parametrize("name", ALL)
 def test_same_function_float32(small_cfg, toy_factory, name, layers):

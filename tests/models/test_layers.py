@@ -45,22 +45,31 @@ def test_l2_penalty_is_sum_of_squares():
         l2_penalty([])
 
 
-def test_wgconv_matches_equations_11_to_13():
+def _aggregate(messages: list[torch.Tensor], aggr: str, dim: int) -> torch.Tensor:
+    """M_u from the messages into u: their sum (eqs. 12, 19) or their mean; 0 without any."""
+    if not messages:
+        return torch.zeros(dim)
+    total = torch.stack(messages).sum(0)
+    return total / len(messages) if aggr == "mean" else total
+
+
+@pytest.mark.parametrize("aggr", ["sum", "mean"])
+def test_wgconv_matches_equations_11_to_13(aggr):
     torch.manual_seed(0)
-    conv = WGConv(dim=6, hidden=10)
+    conv = WGConv(dim=6, hidden=10, aggr=aggr)
     kaiming_init(conv)
     h = torch.randn(4, 6)
     w = torch.tensor([0.5, -1.0, 1.0, 0.02, -0.3])
     out = conv(h, EDGES, w)
     expected = []
     for u in range(4):
-        agg = torch.zeros(6)
+        into = []
         for k in range(EDGES.size(1)):
             v, tgt = EDGES[:, k].tolist()
             if tgt == u:
                 m_vu = conv.lin1.weight @ h[v]  # eq. 11
-                agg = agg + conv.gru((w[k] * m_vu)[None], h[u][None])[0]  # eq. 12
-        expected.append(conv.mlp(conv.lin0.weight @ h[u] + agg))  # eq. 13
+                into.append(conv.gru((w[k] * m_vu)[None], h[u][None])[0])  # eq. 12
+        expected.append(conv.mlp(conv.lin0.weight @ h[u] + _aggregate(into, aggr, 6)))  # eq. 13
     torch.testing.assert_close(out, torch.stack(expected))
     # Node 3 has no incoming edge: M_u = 0.
     torch.testing.assert_close(out[3], conv.mlp(conv.lin0(h[3])))
@@ -76,24 +85,37 @@ def test_wgconv_edge_weight_matters():
     torch.testing.assert_close(a[3], b[3])
 
 
-def test_agconv_matches_equations_18_to_20():
+@pytest.mark.parametrize("aggr", ["sum", "mean"])
+def test_agconv_matches_equations_18_to_20(aggr):
     torch.manual_seed(0)
-    conv = AGConv(dim=6, edge_dim=4, hidden=10)
+    conv = AGConv(dim=6, edge_dim=4, hidden=10, aggr=aggr)
     h = torch.randn(4, 6)
     e = torch.randn(5, 4)
     out = conv(h, EDGES, e)
     expected = []
     for u in range(4):
-        agg = torch.zeros(6)
-        for k in range(EDGES.size(1)):
-            if EDGES[1, k] == u:
-                agg = agg + conv.lin1.weight @ e[k]  # eqs. 18-19
-        expected.append(conv.mlp(conv.lin0.weight @ h[u] + agg))  # eq. 20
+        into = [conv.lin1.weight @ e[k] for k in range(EDGES.size(1)) if EDGES[1, k] == u]  # eq. 18
+        expected.append(conv.mlp(conv.lin0.weight @ h[u] + _aggregate(into, aggr, 6)))  # eqs. 19-20
     torch.testing.assert_close(out, torch.stack(expected))
 
 
-def test_agconv_without_edges():
-    conv = AGConv(dim=6, edge_dim=4, hidden=10)
+@pytest.mark.parametrize("make", [lambda aggr: WGConv(6, 10, aggr), lambda aggr: AGConv(6, 6, 10, aggr)])
+def test_mean_differs_from_sum_only_where_several_messages_meet(make):
+    """Nodes 0 and 1 receive two messages, node 2 one and node 3 none (EDGES)."""
+    torch.manual_seed(0)
+    summed, mean = make("sum"), make("mean")
+    mean.load_state_dict(summed.state_dict())
+    h, w = torch.randn(4, 6), torch.randn(5, 6) if isinstance(summed, AGConv) else torch.randn(5)
+    a, b = summed(h, EDGES, w), mean(h, EDGES, w)
+    torch.testing.assert_close(a[2:], b[2:])
+    assert not torch.allclose(a[0], b[0]) and not torch.allclose(a[1], b[1])
+    with pytest.raises(ValueError, match="aggr must be 'sum' or 'mean', got 'max'"):
+        make("max")
+
+
+@pytest.mark.parametrize("aggr", ["sum", "mean"])
+def test_agconv_without_edges(aggr):
+    conv = AGConv(dim=6, edge_dim=4, hidden=10, aggr=aggr)
     h = torch.randn(3, 6)
     out = conv(h, torch.empty(2, 0, dtype=torch.long), torch.empty(0, 4))
     torch.testing.assert_close(out, conv.mlp(conv.lin0(h)))
