@@ -98,9 +98,10 @@ class ModelConfig:
             combines the messages into a node: ``"sum"``, the paper's (eqs. 12 and 19), or
             ``"mean"``, the sum divided by the node's in-degree. A package graph is dense,
             so the sum grows with the package. In DPR-AG, whose messages are linear in
-            unbounded edge attributes, it outweighs the node's own term ``W0 h_u`` by about
-            7-15 times at the bench data's 12 drugs; the mean keeps the two level
-            (docs/training.md, "Mean aggregation").
+            unbounded edge attributes, it outweighs the node's own term ``W0 h_u`` about
+            11 times at initialization in a 12-drug package of the bench data (before the
+            patient's mask, which scales it by factors in (0, 1)); the mean keeps the two
+            level (docs/training.md, "Mean aggregation").
         fast: DPR models compute package embeddings, scores and the loss through the fast
             path (:mod:`dpr_dist.models.fast`: the same function with shared and
             restructured work); False selects the straightforward reference code.

@@ -49,7 +49,8 @@ from dpr_dist.train.neighbourhood import Neighbourhood
 from dpr_dist.train.prepared import Prepared, load_prepared, read_records, train_dataset
 from dpr_dist.train.stored import checkpoint_state, stopped_early, stored_run
 from dpr_dist.train.validation import ValidationData, validation_f1_sum
-from dpr_dist.train.worker import RunSpec, is_trainable, train_loop
+from dpr_dist.train.setup import RunSpec, is_trainable
+from dpr_dist.train.worker import train_loop
 
 #: Every model :func:`train` trains: NCF, the DPR variants and the package baselines.
 MODELS = ("ncf", *VARIANTS, *PACKAGE_BASELINES)

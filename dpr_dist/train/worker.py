@@ -5,8 +5,9 @@ variant or a package baseline otherwise, :func:`dpr_dist.models.variants.build_m
 from ``ray.train.get_checkpoint()`` when there is one (a restarted worker group or a re-run
 with the same name); on a fresh start it loads the pre-trained NCF and, for models with an
 unsupervised fit (Package2vec, LDA), rank 0 calls ``model.fit_packages(training packages,
-num_drugs, train.seed)`` (DDP broadcasts the fitted buffers to the other ranks when it
-wraps the model). It then wraps the model in DDP and, for each remaining epoch,
+num_drugs, train.seed)`` (:mod:`dpr_dist.train.setup`; DDP broadcasts the fitted buffers to
+the other ranks when it wraps the model). It then wraps the model in DDP and, for each
+remaining epoch,
 
 1. iterates its shard of the training records (``get_dataset_shard("train")``, batches of
    ``train.batch_size // num_workers`` records, a seeded local shuffle per epoch);
@@ -20,7 +21,8 @@ wraps the model). It then wraps the model in DDP and, for each remaining epoch,
    which is then what is validated and checkpointed;
 3. validates on its slice of the validation split (candidate picking for package
    models, top-``K`` drugs for NCF) and all-reduces F1;
-4. reports the same metrics on every rank, rank 0 attaching the checkpoint.
+4. reports the same metrics on every rank, rank 0 attaching the checkpoint
+   (:mod:`dpr_dist.train.checkpoint`).
 
 A model with ``trainable = False`` (NN) takes no steps: its epochs only validate (and
 :func:`dpr_dist.train.run.train` validates it on the driver, with no Ray Train run).
@@ -31,122 +33,31 @@ epoch boundary continues exactly as an uninterrupted one.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from dpr_dist.config import Config
-from dpr_dist.data.documents import NOTE_VOCAB_SIZE
-from dpr_dist.eval.interaction_types import has_type_head
 from dpr_dist.models.layers import l2_penalty
-from dpr_dist.models.ncf import NCF
 from dpr_dist.models.ranking import CandidateRanking
-from dpr_dist.models.type_targets import set_type_pairs, warm_up_types
-from dpr_dist.models.variants import build_model as build_named_model
-from dpr_dist.runtime import seed_everything
-from dpr_dist.train.averaging import WeightAverage, read_weights
+from dpr_dist.train.averaging import WeightAverage
+from dpr_dist.train.checkpoint import TrainState, load_checkpoint, save_checkpoint
 from dpr_dist.train.collate import collate_packages, collate_patients, collate_positives, package_csr
 from dpr_dist.train.negatives import (
     gather_drug_pool, gather_packages, negative_layout, sample_negative_drugs, sample_negative_packages)
+from dpr_dist.train.setup import RunSpec, build_model, is_trainable, prepare_model, resolve
 from dpr_dist.train.stored import stopped_early
 from dpr_dist.train.validation import ValidationData, validation_f1_sum
 
+__all__ = ["train_loop"]
+
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class RunSpec:
-    """What a worker gets (through ``train_loop_config``; large parts as object refs).
-
-    Attributes:
-        cfg: The configuration.
-        kind: ``ncf``, a DPR variant or a package baseline (``nn``, ``package2vec``, ...).
-        epochs: Epochs of this run.
-        num_drugs, num_doc_words: Vocabulary sizes.
-        val: Object ref of the :class:`ValidationData`.
-        pretrained: Object ref of the pre-trained NCF state dict (package models).
-        packages: Object ref of the training packages (a ``PackageCSR``) for models with
-            ``fit_packages``; None otherwise.
-        neighbourhood: Object ref of the training patients' candidate neighbourhoods (a
-            :class:`~dpr_dist.train.neighbourhood.Neighbourhood`) for the ranking term and
-            neighbourhood negatives; None: the paper's loss with global-batch negatives only.
-        fail_once: Test hook: ``{"epoch", "step", "rank", "marker"}``; that rank exits
-            the process at that step unless ``marker`` exists (created first), so the
-            failure happens once.
-    """
-
-    cfg: Config
-    kind: str
-    epochs: int
-    num_drugs: int
-    num_doc_words: int
-    val: Any
-    pretrained: Any = None
-    fail_once: dict | None = None
-    packages: Any = None
-    neighbourhood: Any = None
-
-
-@dataclass
-class TrainState:
-    """Progress kept in every checkpoint (``state.json``)."""
-
-    next_epoch: int = 0
-    best_val_f1: float = -1.0
-    best_epoch: int = -1
-    history: list[dict] = field(default_factory=list)
-    averaged_steps: int = 0  # optimiser steps in the weight average (train.ema_decay)
-
-
-def build_model(spec: RunSpec) -> nn.Module:
-    """The model named ``spec.kind`` (NCF, a DPR variant or a baseline; seeded, CPU).
-
-    Raises:
-        ValueError: on an unknown name (from :func:`dpr_dist.models.variants.build_model`).
-    """
-    seed_everything(spec.cfg.train.seed)
-    cfg = replace(spec.cfg.model, name=spec.kind)
-    return build_named_model(cfg, spec.num_drugs, spec.num_doc_words, NOTE_VOCAB_SIZE)
-
-
-def is_trainable(model: nn.Module) -> bool:
-    """Whether the trainer takes BPR steps on ``model`` (False for NN)."""
-    return getattr(model, "trainable", True) is not False
-
-
-def fit_packages(model: nn.Module, packages: Any, num_drugs: int, seed: int) -> bool:
-    """Call ``model.fit_packages`` on the training packages when the model has it.
-
-    Args:
-        model: The model.
-        packages: The training packages as a ``PackageCSR`` (or an object ref of one).
-        num_drugs: ``M``.
-        seed: ``train.seed``.
-
-    Returns:
-        Whether a fit ran.
-
-    Raises:
-        ValueError: when the model needs a fit but no packages were given.
-    """
-    fit = getattr(model, "fit_packages", None)
-    if fit is None:
-        return False
-    if packages is None:
-        raise ValueError(f"model {type(model).__name__} needs the training packages (fit_packages)")
-    csr = _resolve(packages)
-    fit(np.split(np.asarray(csr.indices), np.asarray(csr.indptr)[1:-1]), num_drugs, seed)
-    return True
 
 
 def _all_reduce(values: list[float], device: torch.device) -> list[float]:
@@ -178,8 +89,8 @@ class _Runner:
     def __init__(self, spec: RunSpec, rank: int, world: int, device: torch.device) -> None:
         self.spec, self.rank, self.world, self.device = spec, rank, world, device
         self.tc = spec.cfg.train
-        self.val: ValidationData = _resolve(spec.val)
-        self.hood = _resolve(spec.neighbourhood) if spec.neighbourhood is not None else None
+        self.val: ValidationData = resolve(spec.val)
+        self.hood = resolve(spec.neighbourhood) if spec.neighbourhood is not None else None
         if self.hood is not None:  # shared by a sweep's trials, each with its own threshold and targets
             self.hood = self.hood.at_threshold(spec.cfg.data.threshold).with_consensus(self.tc.rank_consensus)
 
@@ -235,26 +146,16 @@ class _Runner:
         return total / n if n else 0.0
 
 
-def _resolve(obj: Any) -> Any:
-    import ray
-
-    return ray.get(obj) if isinstance(obj, ray.ObjectRef) else obj
-
-
 def _load_checkpoint(model: nn.Module) -> tuple[TrainState, dict | None, dict | None]:
-    """Progress, optimiser state and weight average (or None) of the run's checkpoint; loads
-    the raw weights into ``model``."""
+    """Progress, optimiser state and weight average (or None) of the run's checkpoint (a
+    fresh :class:`TrainState` without one); loads the raw weights into ``model``."""
     import ray.train
 
     ckpt = ray.train.get_checkpoint()
     if ckpt is None:
         return TrainState(), None, None
     with ckpt.as_directory() as d:
-        raw, averaged = read_weights(Path(d))
-        model.load_state_dict(raw)
-        optim = torch.load(Path(d) / "optim.pt", map_location="cpu", weights_only=True)
-        state = TrainState(**json.loads((Path(d) / "state.json").read_text()))
-    return state, optim, averaged
+        return load_checkpoint(Path(d), model)
 
 
 def train_loop(config: dict) -> None:
@@ -273,21 +174,7 @@ def train_loop(config: dict) -> None:
 
     model = build_model(spec)
     state, optim_state, averaged_state = _load_checkpoint(model)
-    if state.next_epoch == 0 and spec.pretrained is not None:
-        pre = NCF(spec.cfg.model, spec.num_drugs, spec.num_doc_words, NOTE_VOCAB_SIZE)
-        pre.load_state_dict(_resolve(spec.pretrained))
-        model.load_pretrained(pre)  # paper 4.1: encoder and drug embeddings from NCF
-    if has_type_head(model) and spec.cfg.model.type_targets == "relation":
-        n = set_type_pairs(model, runner.val.relation)  # eq. 21 over the pairs of R (models/type_targets.py)
-        if rank == 0 and state.next_epoch == 0:
-            _say(f"[{spec.kind}] interaction-type loss over the {n} labelled pairs of R")
-        if state.next_epoch == 0 and spec.cfg.model.type_warmup > 0:  # every rank alike (DDP syncs anyway)
-            before, after = warm_up_types(model, spec.cfg.model.type_warmup, tc.lr)
-            if rank == 0:
-                _say(f"[{spec.kind}] type warm-up: {spec.cfg.model.type_warmup} steps, type loss {before:.4f} -> "
-                     f"{after:.4f}")
-    if state.next_epoch == 0 and rank == 0 and fit_packages(model, spec.packages, spec.num_drugs, tc.seed):
-        _say(f"[{spec.kind}] fitted on the training packages")  # DDP broadcasts the buffers below
+    prepare_model(model, spec, runner.val.relation, fresh=state.next_epoch == 0, rank=rank, say=_say)
     trainable = is_trainable(model)
     # The ranking term wraps the model's own loss; the wrapper holds no parameters of its own.
     ddp = ray.train.torch.prepare_model(CandidateRanking(model, tc.rank_weight, tc.rank_tau) if runner.ranks
@@ -360,11 +247,6 @@ def train_loop(config: dict) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = None
             if rank == 0:
-                if average is None:
-                    torch.save(model.state_dict(), Path(tmp) / "model.pt")
-                else:
-                    average.save(Path(tmp))
-                torch.save(optim.state_dict(), Path(tmp) / "optim.pt")
-                (Path(tmp) / "state.json").write_text(json.dumps(state.__dict__))
+                save_checkpoint(Path(tmp), model, optim, state, average)
                 checkpoint = Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=f"epoch_{epoch:04d}")

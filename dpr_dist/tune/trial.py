@@ -30,7 +30,8 @@ from dpr_dist.train.prepared import Prepared, read_records, train_dataset
 from dpr_dist.train.run import load_ncf, training_neighbourhood
 from dpr_dist.train.tracking import tracking_callbacks
 from dpr_dist.train.validation import ValidationData
-from dpr_dist.train.worker import RunSpec, train_loop
+from dpr_dist.train.setup import RunSpec
+from dpr_dist.train.worker import train_loop
 from dpr_dist.tune.cleanup import RegisterPlacementGroup
 from dpr_dist.tune.space import EPOCHS_KEY, trial_config, worker_resources
 

@@ -23,7 +23,7 @@ from dpr_dist.serve.explain import write_descriptions
 from dpr_dist.train.collate import package_csr
 from dpr_dist.train.modeldir import save_model_dir
 from dpr_dist.train.prepared import load_prepared, read_records
-from dpr_dist.train.worker import fit_packages
+from dpr_dist.train.setup import fit_packages
 
 REPO = Path(__file__).resolve().parents[2]
 

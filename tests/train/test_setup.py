@@ -14,7 +14,7 @@ from dpr_dist.models.ncf import NCF
 from dpr_dist.models.variants import VARIANTS
 from dpr_dist.train.run import MODELS
 from dpr_dist.train.stored import stopped_early
-from dpr_dist.train.worker import RunSpec, build_model, fit_packages, is_trainable
+from dpr_dist.train.setup import RunSpec, build_model, fit_packages, is_trainable
 
 M, V = 10, 6
 MODEL = ModelConfig(mlp_out=4, char_dim=4, lstm_hidden=4, drug_dim=8, hidden=16, edge_dim=4)
