@@ -75,6 +75,17 @@ class PatientBatch:
         return PatientBatch(self.doc.pin_memory(), self.note.pin_memory(), self.note_len.pin_memory())
 
 
+GraphInput = Batch | Data
+
+
+def graph_index(graphs: GraphInput) -> tuple[Tensor, int]:
+    """Node-to-graph index ``[N]`` and the number of graphs ``G`` of a Batch (or a single Data)."""
+    batch = getattr(graphs, "batch", None)
+    if batch is None:
+        return graphs.drug.new_zeros(graphs.drug.size(0)), 1
+    return batch, int(graphs.num_graphs)
+
+
 def check_ids(ids: Tensor, num: int, where: str) -> None:
     """Raise a ``ValueError`` naming the first row of ``ids`` holding an id outside ``[0, num)``.
 

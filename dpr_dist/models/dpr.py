@@ -7,40 +7,30 @@ One :class:`DPR` module covers every package-graph model; a
 Only the modules a variant uses are created, so every parameter takes part in the graph at
 every step (as ``DistributedDataParallel`` without ``find_unused_parameters`` expects).
 
-The code here is the clear reference implementation: all per-node and per-edge quantities
-are computed per graph, also where a patient's positive and negative packages share them.
-With ``model.fast`` (the default, ``ModelConfig.fast``) :meth:`DPR.package_embedding`,
-:meth:`DPR.score` and :meth:`DPR.loss` run :mod:`dpr_dist.models.fast` instead: the same
-function with less work, on index maps (:meth:`DPR.plan`) built on the CPU. Setting
-``model.fast = False`` selects the reference; :meth:`DPR.explain` always uses it.
+The class holds the parameters; two modules compute with them. :mod:`dpr_dist.models.reference`
+is the clear reference implementation: every per-node and per-edge quantity computed per
+graph, the equations in the paper's order. With ``model.fast`` (the default,
+``ModelConfig.fast``) :meth:`DPR.package_embedding`, :meth:`DPR.score` and :meth:`DPR.loss`
+run :mod:`dpr_dist.models.fast` instead: the same function with less work, on index maps
+(:meth:`DPR.plan`) built on the CPU. Setting ``model.fast = False`` selects the reference;
+:meth:`DPR.explain` and :meth:`DPR.edge_factors` always use it.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.data import Batch, Data
+from torch_geometric.data import Batch
 
 from dpr_dist.config import ModelConfig
 from dpr_dist.models import fast as fast_path
-from dpr_dist.models.batch import PatientBatch, check_ids
-from dpr_dist.models.fast import FastPlan
+from dpr_dist.models import reference
+from dpr_dist.models.batch import GraphInput, PatientBatch, check_ids, graph_index
 from dpr_dist.models.encoder import PatientEncoder
+from dpr_dist.models.fast import FastPlan
 from dpr_dist.models.layers import MLP, AGConv, GatedReadout, WGConv, kaiming_init
 from dpr_dist.models.ncf import NCF
-from dpr_dist.models.type_targets import relation_type_loss
 from dpr_dist.models.variants import VARIANTS
-
-GraphInput = Batch | Data
-
-
-def _graph_index(graphs: GraphInput) -> tuple[Tensor, int]:
-    """Node-to-graph index ``[N]`` and the number of graphs of a Batch (or a single Data)."""
-    batch = getattr(graphs, "batch", None)
-    if batch is None:
-        return graphs.drug.new_zeros(graphs.drug.size(0)), 1
-    return batch, int(graphs.num_graphs)
 
 
 class DPR(nn.Module):
@@ -134,7 +124,7 @@ class DPR(nn.Module):
         Raises:
             ValueError: naming the field (and graph or row) that is wrong.
         """
-        _, num_graphs = _graph_index(graphs)
+        _, num_graphs = graph_index(graphs)
         if owner.dim() != 1 or owner.size(0) != num_graphs:
             raise ValueError(
                 f"DPR: owner must be [{num_graphs}] (one per graph), got {tuple(owner.shape)}"
@@ -154,46 +144,6 @@ class DPR(nn.Module):
             if bool(bad.any()):
                 edge = int(bad.nonzero()[0, 0])
                 raise ValueError(f"DPR: graphs.edge_rel: edge {edge} is not one of -1, 0, 1, 2")
-
-    def _forward_graphs(
-        self, u: Tensor, graphs: GraphInput, owner: Tensor
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Package embeddings ``g`` ``[G, drug_dim]`` and the edge quantities behind them.
-
-        Returns:
-            ``(g, aux)`` where ``aux`` has ``e`` (initial weights ``[E]`` or attribute
-            vectors ``[E, edge_dim]``), ``e_hat`` (the same, updated by the patient) and,
-            with the context factor, ``c`` ``[E]``.
-        """
-        self.check_graphs(graphs, owner, u.size(0))
-        batch, num_graphs = _graph_index(graphs)
-        v = self.variant
-        d = self.drug_emb(graphs.drug)  # h^(0) = d, [N, D]
-        node_owner = owner[batch]  # patient row of each node, [N]
-        src, dst = graphs.edge_index  # message v -> u: v = src, u = dst
-        aux: dict[str, Tensor] = {}
-        if v.graph == "wg":
-            if v.initial_weights:  # e_vu = 1 (synergism) / -1 (antagonism) / p_vu (4.3.1)
-                e = graphs.edge_w.to(d.dtype)
-            else:
-                e = d.new_ones(src.size(0))
-            if v.context:
-                d_hat = self.mask(u)[node_owner] * d  # eq. 9
-                z = self.context_mlp(torch.cat([d_hat[dst], d_hat[src]], dim=-1))
-                c = torch.tanh(self.context_a(z)).squeeze(-1)  # eq. 10
-                e_hat = c * e
-                aux["c"] = c
-            else:
-                e_hat = e
-        else:
-            e = self.edge_mlp(torch.cat([d[src], d[dst]], dim=-1))  # eq. 16
-            e_hat = self.mask(u)[node_owner[dst]] * e if v.edge_mask else e  # eq. 17
-        aux["e"], aux["e_hat"] = e, e_hat
-        h = d
-        for conv in self.convs:  # eqs. 11-13 (WG) / 18-20 (AG); e^ is the same in every layer
-            h = conv(h, graphs.edge_index, e_hat)
-        g = self.readout(d, h, batch, num_graphs)  # eq. 14
-        return g, aux
 
     def plan(
         self, graphs: GraphInput, owner: Tensor, num_patients: int, num_negatives: int | None = None
@@ -232,17 +182,14 @@ class DPR(nn.Module):
         if self.fast:
             plan = self.plan(graphs, owner, u.size(0)) if plan is None else plan
             return fast_path.package_embedding(self, u, plan)
-        return self._forward_graphs(u, graphs, owner)[0]
-
-    def _predict(self, u: Tensor, g: Tensor, owner: Tensor) -> Tensor:
-        return self.predict(torch.cat([u[owner], g], dim=-1)).squeeze(-1)  # MLP([u || g])
+        return reference.forward_graphs(self, u, graphs, owner)[0]
 
     def score(self, u: Tensor, graphs: GraphInput, owner: Tensor, plan: FastPlan | None = None) -> Tensor:
         """Scores ``MLP([u_owner || g])`` ``[G]`` of each package for its owner (eq. 15)."""
         if self.fast:
             plan = self.plan(graphs, owner, u.size(0)) if plan is None else plan
             return fast_path.score(self, u, plan)
-        return self._predict(u, self.package_embedding(u, graphs, owner), owner)
+        return reference.predict(self, u, self.package_embedding(u, graphs, owner), owner)
 
     # ------------------------------------------------------------------ training
     def forward(
@@ -294,48 +241,7 @@ class DPR(nn.Module):
         if self.fast:
             plan = self.plan(graphs, owner, len(p), k) if plan is None else plan
             return fast_path.loss(self, p, plan, k)
-        b = len(p)
-        group = 1 + k
-        _, num_graphs = _graph_index(graphs)
-        if num_graphs != b * group:
-            raise ValueError(
-                f"DPR.loss: expected {b} patients x (1 + {k}) = {b * group} graphs, got {num_graphs}"
-            )
-        expected = torch.arange(b, device=owner.device).repeat_interleave(group)
-        if owner.shape != expected.shape or not bool((owner == expected).all()):
-            raise ValueError(
-                "DPR.loss: owner must be arange(B).repeat_interleave(1 + K) (patient-major)"
-            )
-        u = self.encode(p)
-        g, aux = self._forward_graphs(u, graphs, owner)
-        s = self._predict(u, g, owner).view(b, group)
-        diff = s[:, :1] - s[:, 1:]  # positive minus each negative, [B, K]
-        bpr = -F.logsigmoid(diff).mean()  # eq. 15
-        stats = {"bpr": bpr.detach(), "pair_acc": (diff > 0).float().mean().detach()}
-        loss = bpr
-        if self.variant.type_loss:
-            ce, n = self.type_loss(aux["e"], graphs, group)
-            loss = loss + self.ce_weight * ce  # eq. 21
-            stats["ce"], stats["ce_edges"] = ce.detach(), n.detach()
-        return loss, stats
-
-    def type_loss(self, e: Tensor, graphs: Batch, group: int) -> tuple[Tensor, Tensor]:
-        """Mean ``-ln softmax(e_vu^T Q)[R_vu]`` over labelled edges of positive graphs, and their count.
-
-        Computed with a mask (no data-dependent shapes), so ``Q`` takes part in every step.
-        With ``model.type_targets: relation`` over the labelled pairs of ``R`` instead
-        (:func:`~dpr_dist.models.type_targets.relation_type_loss`; ``e`` and ``graphs`` unused).
-        """
-        if self.type_targets == "relation":
-            return relation_type_loss(self)
-        batch, _ = _graph_index(graphs)
-        rel = graphs.edge_rel
-        positive = batch[graphs.edge_index[1]] % group == 0
-        use = positive & (rel != -1)
-        per_edge = F.cross_entropy(self.type_proj(e), rel.clamp(min=0), reduction="none")
-        n = use.sum()
-        ce = (per_edge * use.to(per_edge.dtype)).sum() / n.clamp(min=1).to(per_edge.dtype)
-        return ce, n
+        return reference.loss(self, p, graphs, owner, k)
 
     # ------------------------------------------------------------------ analysis
     @torch.no_grad()
@@ -348,12 +254,9 @@ class DPR(nn.Module):
 
         Returns:
             Tensors on the model's device: ``edge_index`` ``[2, E]``, ``edge_rel`` ``[E]``
-            (when the graph has it); WG: ``e`` (initial weights), ``e_hat``
-            (``c * e``) and, with the context factor, ``c`` ``[E]`` in ``(-1, 1)``;
-            AG: ``e`` / ``e_hat`` ``[E, edge_dim]`` and, with ``Q``, ``type_prob`` =
-            ``softmax(e^T Q)`` (non-personalized) and ``type_prob_personal`` =
-            ``softmax(e^^T Q)`` (personalized), ``[E, 3]`` over (none, synergism,
-            antagonism).
+            (when the graph has it) and those of :meth:`edge_factors`: WG ``e`` (initial
+            weights), ``e_hat`` (``c * e``), ``c`` ``[E]`` in ``(-1, 1)``; AG ``e`` /
+            ``e_hat`` ``[E, edge_dim]``, ``type_prob`` / ``type_prob_personal`` ``[E, 3]``.
 
         Raises:
             ValueError: for the ``gnn`` variant (no edge attributes), or for several
@@ -363,16 +266,33 @@ class DPR(nn.Module):
             raise ValueError("DPR.explain: variant 'gnn' has no edge attributes to explain")
         if u.dim() != 2 or u.size(0) != 1:
             raise ValueError(f"DPR.explain: u must be [1, D_u], got {tuple(u.shape)}")
-        if _graph_index(graph)[1] != 1:
+        if graph_index(graph)[1] != 1:
             raise ValueError("DPR.explain: expected exactly one package graph")
-        _, aux = self._forward_graphs(u, graph, u.new_zeros(1, dtype=torch.long))
-        out = {"edge_index": graph.edge_index, **aux}
+        out = {"edge_index": graph.edge_index, **self.edge_factors(u, graph, u.new_zeros(1, dtype=torch.long))}
         if getattr(graph, "edge_rel", None) is not None:
             out["edge_rel"] = graph.edge_rel
-        if self.variant.type_loss:
-            out["type_prob"] = torch.softmax(self.type_proj(aux["e"]), dim=-1)
-            out["type_prob_personal"] = torch.softmax(self.type_proj(aux["e_hat"]), dim=-1)
         return out
+
+    @torch.no_grad()
+    def edge_factors(self, u: Tensor, graphs: GraphInput, owner: Tensor) -> dict[str, Tensor]:
+        """The per-edge quantities of :meth:`explain` for many graphs in one pass (no gradients).
+
+        Args:
+            u: ``[B, D_u]`` patient embeddings.
+            graphs: ``G`` package graphs.
+            owner: ``[G]`` int64 row of ``u`` of each graph.
+
+        Returns:
+            ``e``, ``e_hat`` and (with the context factor) ``c`` of
+            :func:`~dpr_dist.models.reference.forward_graphs`, plus, with ``Q``,
+            ``type_prob = softmax(e^T Q)`` (non-personalized) and ``type_prob_personal =
+            softmax(e^^T Q)`` (personalized) ``[E, 3]`` over (none, synergism, antagonism).
+        """
+        _, aux = reference.forward_graphs(self, u, graphs, owner)
+        if self.variant.type_loss:
+            aux["type_prob"] = torch.softmax(self.type_proj(aux["e"]), dim=-1)
+            aux["type_prob_personal"] = torch.softmax(self.type_proj(aux["e_hat"]), dim=-1)
+        return aux
 
     # ------------------------------------------------------------------ pre-training
     def load_pretrained(self, ncf: NCF) -> None:

@@ -208,11 +208,8 @@ def _edge_factors(model, u: torch.Tensor, graphs, owner: torch.Tensor) -> dict[s
     if not isinstance(model, DPR) or model.variant.name == "gnn" or graphs.edge_index.size(1) == 0:
         return {}
     dev = next(model.parameters()).device
-    _, aux = model._forward_graphs(u.to(dev), graphs.to(dev), owner.to(dev))
-    out = {"c": aux["c"]} if "c" in aux else {}
-    if model.variant.type_loss:
-        out["type_prob"] = torch.softmax(model.type_proj(aux["e"]), dim=-1)
-        out["type_prob_personal"] = torch.softmax(model.type_proj(aux["e_hat"]), dim=-1)
+    aux = model.edge_factors(u.to(dev), graphs.to(dev), owner.to(dev))
+    out = {k: aux[k] for k in ("c", "type_prob", "type_prob_personal") if k in aux}
     return {k: v.detach().cpu() for k, v in out.items()}
 
 

@@ -172,6 +172,25 @@ def test_ag_edge_attributes_and_type_probabilities(small_cfg, toy, name):
     assert torch.equal(out["edge_rel"], graph.edge_rel)
 
 
+@pytest.mark.parametrize("name", ["wg", "wg_type", "ag", "ag_type"])
+def test_edge_factors_of_many_graphs_equal_explain_of_each(small_cfg, toy, name):
+    """One batched pass (the server's explanations) gives each graph's explain(), edge by edge."""
+    m = model(small_cfg, toy, name)
+    u = m.encode(toy.patients)
+    owner = torch.arange(toy.graphs.num_graphs) % u.size(0)
+    many = m.edge_factors(u, toy.graphs, owner)
+    assert not any(t.requires_grad for t in many.values())
+    start = 0
+    for k in range(toy.graphs.num_graphs):
+        graph = toy.graphs.get_example(k)
+        one = m.explain(u[owner[k]].unsqueeze(0), graph)
+        stop = start + graph.edge_index.size(1)
+        for key, t in many.items():
+            torch.testing.assert_close(t[start:stop], one[key])
+        start = stop
+    assert start == toy.graphs.edge_index.size(1) > 0
+
+
 def test_explain_gnn_and_bad_input(small_cfg, toy):
     u = torch.zeros(1, small_cfg.mlp_out + small_cfg.lstm_hidden)
     with pytest.raises(ValueError, match="no edge attributes"):

@@ -26,24 +26,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.data import Batch, Data
+from torch_geometric.data import Batch
 
 from dpr_dist.config import ModelConfig
-from dpr_dist.models.batch import PatientBatch, check_ids
+from dpr_dist.models.batch import GraphInput, PatientBatch, check_ids, graph_index
 from dpr_dist.models.encoder import PatientEncoder
 from dpr_dist.models.ncf import NCF
 from dpr_dist.models.variants import Variant
-
-GraphInput = Batch | Data
-
-
-def graph_index(graphs: GraphInput) -> tuple[Tensor, int]:
-    """Node-to-graph index ``[N]`` and the number of graphs of a Batch (or a single Data)."""
-    batch = getattr(graphs, "batch", None)
-    if batch is None:
-        return graphs.drug.new_zeros(graphs.drug.size(0)), 1
-    return batch, int(graphs.num_graphs)
-
 
 def check_packages(packages: Sequence[np.ndarray], num_drugs: int, where: str) -> list[np.ndarray]:
     """Validate training packages for an unsupervised fit.

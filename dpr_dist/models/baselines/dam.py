@@ -25,7 +25,8 @@ from torch import Tensor, nn
 from torch_geometric.utils import scatter, softmax, to_dense_batch
 
 from dpr_dist.config import ModelConfig
-from dpr_dist.models.baselines.base import GraphInput, PackageBaseline
+from dpr_dist.models.baselines.base import PackageBaseline
+from dpr_dist.models.batch import GraphInput
 from dpr_dist.models.layers import MLP, kaiming_init
 
 

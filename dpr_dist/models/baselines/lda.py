@@ -24,8 +24,8 @@ from torch import Tensor
 from torch_geometric.utils import scatter
 
 from dpr_dist.config import ModelConfig
-from dpr_dist.models.baselines.base import GraphInput, PackageBaseline, check_packages, graph_index
-from dpr_dist.models.batch import check_ids
+from dpr_dist.models.baselines.base import PackageBaseline, check_packages
+from dpr_dist.models.batch import GraphInput, check_ids, graph_index
 from dpr_dist.models.layers import MLP, kaiming_init
 
 

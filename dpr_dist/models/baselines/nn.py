@@ -26,8 +26,8 @@ from torch import Tensor
 from torch_geometric.data import Batch
 
 from dpr_dist.config import ModelConfig
-from dpr_dist.models.baselines.base import GraphInput, PackageBaseline
-from dpr_dist.models.batch import PatientBatch
+from dpr_dist.models.baselines.base import PackageBaseline
+from dpr_dist.models.batch import GraphInput, PatientBatch
 
 
 class NearestNeighbor(PackageBaseline):
