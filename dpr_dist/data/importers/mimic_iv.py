@@ -37,15 +37,15 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 
 from dpr_dist.data import io
+from dpr_dist.data.importers.csv_stream import BLOCK, FirstRows, global_codes, read_csv, stream_csv, to_numpy
 from dpr_dist.data.schema import EMR_SCHEMA, LAB_TYPE
 
 __all__ = ["SURGICAL_SERVICES", "import_mimic_iv", "mimic_iv_records"]
@@ -55,7 +55,6 @@ log = logging.getLogger(__name__)
 #: ``services.curr_service`` values of surgical services.
 SURGICAL_SERVICES = frozenset({"SURG", "CSURG", "NSURG", "VSURG", "TSURG", "ORTHO"})
 _NO_TIME = np.iinfo(np.int64).max
-_BLOCK = 64 << 20
 
 
 # ----------------------------------------------------------------------------- reading
@@ -68,94 +67,13 @@ def _table_uri(root: str, name: str) -> str:
                             "(or .csv) under the MIMIC-IV root")
 
 
-def _stream(uri: str, types: dict[str, pa.DataType], block_size: int) -> Iterator[pa.RecordBatch]:
-    """Yield record batches of the needed columns of a (gzipped) CSV."""
-    fs, path = io.filesystem(uri)
-    compression = "gzip" if uri.endswith(".gz") else None
-    with fs.open_input_stream(path, compression=compression) as fh:
-        reader = pacsv.open_csv(
-            fh, read_options=pacsv.ReadOptions(block_size=block_size),
-            convert_options=pacsv.ConvertOptions(include_columns=list(types), column_types=types,
-                                                 strings_can_be_null=True))
-        for batch in reader:
-            yield batch
-
-
-def _read(uri: str, types: dict[str, pa.DataType], block_size: int = _BLOCK) -> pa.Table:
-    batches = list(_stream(uri, types, block_size))
-    schema = pa.schema([(k, v) for k, v in types.items()])
-    return pa.Table.from_batches(batches, schema=schema) if batches else schema.empty_table()
-
-
-def _np(arr: pa.Array | pa.ChunkedArray, fill) -> np.ndarray:
-    return pc.fill_null(arr, fill).to_numpy(zero_copy_only=False)
-
-
-def _global_codes(arr: pa.Array, index: dict[str, int], values: list[str]) -> np.ndarray:
-    """Codes of ``arr``'s strings in a growing ``values`` list (-1 for null)."""
-    enc = pc.dictionary_encode(arr)
-    local = []
-    for v in enc.dictionary.to_pylist():
-        if v not in index:
-            index[v] = len(values)
-            values.append(v)
-        local.append(index[v])
-    codes = _np(enc.indices, -1).astype(np.int64)
-    return np.array(local + [-1], dtype=np.int64)[codes]
-
-
-# ----------------------------------------------------------------------------- reduction
-def _first_per_key(cols: dict[str, np.ndarray], keys: Sequence[str], order: Sequence[str]) -> dict[str, np.ndarray]:
-    """Keep the first row of each key (by the ``order`` columns, ascending) in every column."""
-    n = len(cols[keys[0]])
-    if n == 0:
-        return cols
-    idx = np.lexsort([cols[c] for c in reversed(list(keys) + list(order))])
-    first = np.ones(n, dtype=bool)
-    diff = np.zeros(n - 1, dtype=bool)
-    for k in keys:
-        col = cols[k][idx]
-        diff |= col[1:] != col[:-1]
-    first[1:] = diff
-    take = idx[first]
-    return {name: col[take] for name, col in cols.items()}
-
-
-class _FirstRows:
-    """Streaming "first row per key": reduce each block, compact the partials now and then."""
-
-    def __init__(self, keys: Sequence[str], order: Sequence[str], min_compact: int) -> None:
-        self.keys, self.order, self.min_compact = list(keys), list(order), min_compact
-        self.done: dict[str, np.ndarray] | None = None
-        self.pending: list[dict[str, np.ndarray]] = []
-        self.pending_rows = 0
-
-    def add(self, cols: dict[str, np.ndarray]) -> None:
-        part = _first_per_key(cols, self.keys, self.order)
-        self.pending.append(part)
-        self.pending_rows += len(part[self.keys[0]])
-        done_rows = 0 if self.done is None else len(self.done[self.keys[0]])
-        if self.pending_rows > max(self.min_compact, 2 * done_rows):
-            self._compact()
-
-    def _compact(self) -> None:
-        parts = ([self.done] if self.done is not None else []) + self.pending
-        if parts:
-            merged = {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
-            self.done = _first_per_key(merged, self.keys, self.order)
-        self.pending, self.pending_rows = [], 0
-
-    def result(self) -> dict[str, np.ndarray] | None:
-        self._compact()
-        return self.done
-
 
 # ----------------------------------------------------------------------------- labs
 def _lab_names(root: str) -> tuple[np.ndarray, list[str]]:
     """``(itemids sorted, names)``: label, qualified by fluid when the label is ambiguous."""
-    d = _read(_table_uri(root, "d_labitems"), {"itemid": pa.int64(), "label": pa.string(), "fluid": pa.string()})
+    d = read_csv(_table_uri(root, "d_labitems"), {"itemid": pa.int64(), "label": pa.string(), "fluid": pa.string()})
     d = d.sort_by("itemid")
-    item = _np(d["itemid"], -1)
+    item = to_numpy(d["itemid"], -1)
     label = [(s or "").strip() for s in d["label"].to_pylist()]
     fluid = [(s or "").strip() for s in d["fluid"].to_pylist()]
     fluids: dict[str, set[str]] = {}
@@ -181,16 +99,16 @@ def _labs(root: str, hadm: np.ndarray, block_size: int, compact_rows: int) -> tu
     extra: dict[int, int] = {}  # itemids missing from d_labitems -> name id
     flags: list[str] = []
     flag_index: dict[str, int] = {}
-    acc = _FirstRows(keys=["hadm", "name"], order=["time", "leid"], min_compact=compact_rows)
+    acc = FirstRows(keys=["hadm", "name"], order=["time", "leid"], min_compact=compact_rows)
     stats = {"lab_rows_read": 0, "lab_rows_without_hadm": 0, "lab_rows_without_value_or_flag": 0,
              "lab_ranges_dropped": 0}
     types = {"labevent_id": pa.int64(), "hadm_id": pa.int64(), "itemid": pa.int64(), "charttime": pa.timestamp("s"),
              "valuenum": pa.float64(), "ref_range_lower": pa.float64(), "ref_range_upper": pa.float64(),
              "flag": pa.string()}
-    for batch in _stream(_table_uri(root, "labevents"), types, block_size):
+    for batch in stream_csv(_table_uri(root, "labevents"), types, block_size):
         stats["lab_rows_read"] += batch.num_rows
         has_hadm = batch.column("hadm_id").is_valid().to_numpy(zero_copy_only=False)
-        value = _np(batch.column("valuenum"), np.nan).astype(np.float64)
+        value = to_numpy(batch.column("valuenum"), np.nan).astype(np.float64)
         value[~np.isfinite(value)] = np.nan
         flag_col = batch.column("flag")
         has_flag = pc.fill_null(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(flag_col)), 0), False)
@@ -202,7 +120,7 @@ def _labs(root: str, hadm: np.ndarray, block_size: int, compact_rows: int) -> tu
         if not len(keep):
             continue
         b = batch.take(pa.array(keep))
-        item = _np(b.column("itemid"), -1)
+        item = to_numpy(b.column("itemid"), -1)
         pos = np.minimum(np.searchsorted(item_ids, item), max(len(item_ids) - 1, 0))
         found = (item_ids[pos] == item) if len(item_ids) else np.zeros(len(item), bool)
         name_id = np.where(found, item_name_id[pos] if len(item_ids) else 0, -1)
@@ -212,19 +130,19 @@ def _labs(root: str, hadm: np.ndarray, block_size: int, compact_rows: int) -> tu
             name_id[~found] = [extra[it] for it in item[~found].tolist()]
         fl = pc.utf8_trim_whitespace(b.column("flag"))
         fl = pc.if_else(pc.equal(fl, ""), pa.scalar(None, pa.string()), fl)
-        flag_code = _global_codes(fl, flag_index, flags)
+        flag_code = global_codes(fl, flag_index, flags)
         v = value[keep]
         no_value = np.isnan(v)
-        lo = _np(b.column("ref_range_lower"), np.nan).astype(np.float64)
-        hi = _np(b.column("ref_range_upper"), np.nan).astype(np.float64)
+        lo = to_numpy(b.column("ref_range_lower"), np.nan).astype(np.float64)
+        hi = to_numpy(b.column("ref_range_upper"), np.nan).astype(np.float64)
         with np.errstate(invalid="ignore"):
             no_range = no_value | (lo > hi)  # a range without a value, or an inverted one, is dropped
         stats["lab_ranges_dropped"] += int((no_range & (~np.isnan(lo) | ~np.isnan(hi))).sum())
         acc.add({
-            "hadm": _np(b.column("hadm_id"), -1).astype(np.int64),
+            "hadm": to_numpy(b.column("hadm_id"), -1).astype(np.int64),
             "name": name_id.astype(np.int64),
-            "time": _np(b.column("charttime").cast(pa.int64()), _NO_TIME).astype(np.int64),
-            "leid": _np(b.column("labevent_id"), _NO_TIME).astype(np.int64),
+            "time": to_numpy(b.column("charttime").cast(pa.int64()), _NO_TIME).astype(np.int64),
+            "leid": to_numpy(b.column("labevent_id"), _NO_TIME).astype(np.int64),
             "value": v,
             "lo": np.where(no_range, np.nan, lo),
             "hi": np.where(no_range, np.nan, hi),
@@ -265,22 +183,22 @@ def _drugs(root: str, hadm: np.ndarray, block_size: int, drug_types: Sequence[st
     allowed = None if drug_types is None else pa.array(list(drug_types), pa.string())
     names: list[str] = []
     name_index: dict[str, int] = {}
-    acc = _FirstRows(keys=["hadm", "drug"], order=["start"], min_compact=compact_rows)
-    for batch in _stream(_table_uri(root, "prescriptions"), types, block_size):
+    acc = FirstRows(keys=["hadm", "drug"], order=["start"], min_compact=compact_rows)
+    for batch in stream_csv(_table_uri(root, "prescriptions"), types, block_size):
         stats["prescription_rows_read"] += batch.num_rows
         drug = pc.utf8_trim_whitespace(batch.column("drug"))
         has_hadm = batch.column("hadm_id").is_valid().to_numpy(zero_copy_only=False)
-        has_drug = _np(pc.greater(pc.utf8_length(drug), 0), False)
+        has_drug = to_numpy(pc.greater(pc.utf8_length(drug), 0), False)
         stats["prescriptions_without_hadm"] += int((~has_hadm).sum())
         stats["prescriptions_without_drug"] += int((has_hadm & ~has_drug).sum())
         keep = has_hadm & has_drug
         if allowed is not None:
-            keep &= _np(pc.is_in(batch.column("drug_type"), value_set=allowed), False)
+            keep &= to_numpy(pc.is_in(batch.column("drug_type"), value_set=allowed), False)
         rows = pa.array(np.flatnonzero(keep))
         acc.add({
-            "hadm": _np(batch.column("hadm_id").take(rows), -1).astype(np.int64),
-            "drug": _global_codes(drug.take(rows), name_index, names),
-            "start": _np(batch.column("starttime").take(rows).cast(pa.int64()), _NO_TIME).astype(np.int64),
+            "hadm": to_numpy(batch.column("hadm_id").take(rows), -1).astype(np.int64),
+            "drug": global_codes(drug.take(rows), name_index, names),
+            "start": to_numpy(batch.column("starttime").take(rows).cast(pa.int64()), _NO_TIME).astype(np.int64),
         })
     res = acc.result() or {c: np.zeros(0, np.int64) for c in ("hadm", "drug", "start")}
     rank = np.argsort(np.argsort(np.array(names, dtype=object))) if names else np.zeros(0, np.int64)
@@ -297,7 +215,7 @@ def _drugs(root: str, hadm: np.ndarray, block_size: int, drug_types: Sequence[st
 
 
 # ----------------------------------------------------------------------------- records
-def mimic_iv_records(root: str, *, block_size: int = _BLOCK, drug_types: Sequence[str] | None = None,
+def mimic_iv_records(root: str, *, block_size: int = BLOCK, drug_types: Sequence[str] | None = None,
                      surgery_from_procedures: bool = False,
                      compact_rows: int = 4_000_000) -> tuple[pa.Table, dict]:
     """Build the EMR records of a MIMIC-IV root (demo or full) without writing them.
@@ -319,13 +237,13 @@ def mimic_iv_records(root: str, *, block_size: int = _BLOCK, drug_types: Sequenc
         FileNotFoundError: naming the missing table.
     """
     t0 = time.perf_counter()
-    adm = _read(_table_uri(root, "admissions"), {"subject_id": pa.int64(), "hadm_id": pa.int64(),
+    adm = read_csv(_table_uri(root, "admissions"), {"subject_id": pa.int64(), "hadm_id": pa.int64(),
                                                   "admittime": pa.timestamp("s"), "insurance": pa.string()})
-    pat = _read(_table_uri(root, "patients"), {"subject_id": pa.int64(), "gender": pa.string(),
+    pat = read_csv(_table_uri(root, "patients"), {"subject_id": pa.int64(), "gender": pa.string(),
                                                 "anchor_age": pa.float64(), "anchor_year": pa.int64()})
     n_adm = adm.num_rows
     adm = adm.filter(pc.is_valid(adm["hadm_id"])).sort_by("hadm_id")
-    hadm_all = _np(adm["hadm_id"], -1).astype(np.int64)
+    hadm_all = to_numpy(adm["hadm_id"], -1).astype(np.int64)
     dup = np.zeros(len(hadm_all), bool)
     dup[1:] = hadm_all[1:] == hadm_all[:-1]
     if dup.any():
@@ -338,20 +256,20 @@ def mimic_iv_records(root: str, *, block_size: int = _BLOCK, drug_types: Sequenc
     anchor_year = pc.take(pat["anchor_year"].combine_chunks(), pidx)
     age = pc.add(anchor_age, pc.subtract(pc.year(adm["admittime"]), anchor_year).cast(pa.float64()))
     ok = pc.and_(pc.and_(pc.is_valid(gender), pc.is_valid(age)), pc.is_valid(adm["subject_id"]))
-    ok_np = _np(ok, False)
+    ok_np = to_numpy(ok, False)
     if not ok_np.all():
         log.warning("admissions without patient demographics or admittime dropped: hadm_id %s",
-                    _np(adm["hadm_id"], -1)[~ok_np][:20].tolist())
+                    to_numpy(adm["hadm_id"], -1)[~ok_np][:20].tolist())
     adm, gender, age = adm.filter(ok), gender.filter(ok), age.filter(ok)
-    hadm = _np(adm["hadm_id"], -1).astype(np.int64)
+    hadm = to_numpy(adm["hadm_id"], -1).astype(np.int64)
 
-    svc = _read(_table_uri(root, "services"), {"hadm_id": pa.int64(), "curr_service": pa.string()})
+    svc = read_csv(_table_uri(root, "services"), {"hadm_id": pa.int64(), "curr_service": pa.string()})
     surg = svc.filter(pc.fill_null(pc.is_in(pc.utf8_trim_whitespace(svc["curr_service"]),
                                             value_set=pa.array(sorted(SURGICAL_SERVICES))), False))
-    surgical = set(_np(surg["hadm_id"], -1).tolist())
+    surgical = set(to_numpy(surg["hadm_id"], -1).tolist())
     if surgery_from_procedures:
-        proc = _read(_table_uri(root, "procedures_icd"), {"hadm_id": pa.int64()})
-        surgical |= set(_np(proc["hadm_id"], -1).tolist())
+        proc = read_csv(_table_uri(root, "procedures_icd"), {"hadm_id": pa.int64()})
+        surgical |= set(to_numpy(proc["hadm_id"], -1).tolist())
     surgery = np.isin(hadm, np.array(sorted(surgical), dtype=np.int64))
 
     labs, lab_stats = _labs(root, hadm, block_size, compact_rows)
