@@ -1,6 +1,7 @@
 """Evaluation: candidate sets from similar training patients and package metrics (paper 5.1.1)."""
 
-from dpr_dist.eval.candidates import CandidateIndex, Candidates, brute_force_topk
+from dpr_dist.eval.candidate_sets import Candidates
+from dpr_dist.eval.candidates import CandidateIndex, brute_force_topk
 from dpr_dist.eval.metrics import (
     ANTAGONISM,
     antagonism_rate,

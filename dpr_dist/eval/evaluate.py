@@ -29,7 +29,7 @@ from torch import Tensor
 from torch_geometric.data import Batch
 
 from dpr_dist.data.graphs import PairTable, package_edges
-from dpr_dist.eval.candidates import Candidates
+from dpr_dist.eval.candidate_sets import Candidates
 from dpr_dist.eval.interaction_types import has_type_head, type_head_metrics
 from dpr_dist.eval.mbr import mbr_pick
 from dpr_dist.eval.metrics import oracle_ceiling, summarize, topk_drugs

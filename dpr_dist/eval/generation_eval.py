@@ -11,7 +11,7 @@ import pyarrow as pa
 import torch
 
 from dpr_dist.config import GenerationConfig
-from dpr_dist.eval.candidates import Candidates
+from dpr_dist.eval.candidate_sets import Candidates
 from dpr_dist.eval.evaluate import encode_records, score_candidates
 from dpr_dist.eval.generation import flatten, generate_batch, ranks_from_scores
 from dpr_dist.eval.mbr import expected_f1

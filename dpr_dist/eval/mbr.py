@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dpr_dist.eval.candidates import Candidates
+from dpr_dist.eval.candidate_sets import Candidates
 
 #: Dense cells per chunk: a chunk of queries is one ``[queries, k, drugs]`` multi-hot array
 #: (float32; 2**23 cells = 32 MiB).

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from scipy import sparse
 
-from dpr_dist.eval.candidates import Candidates
+from dpr_dist.eval.candidate_sets import Candidates
 from dpr_dist.eval.package_csr import PackageCSR, Packages, multihot, packages_to_csr
 
 #: Label code of antagonism in the drug relation matrix (-1 unknown, 0 none, 1 synergism).

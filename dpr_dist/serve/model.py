@@ -34,7 +34,7 @@ import torch
 
 from dpr_dist.config import check_rank_by
 from dpr_dist.data import io
-from dpr_dist.eval.candidates import Candidates
+from dpr_dist.eval.candidate_sets import Candidates
 from dpr_dist.eval.evaluate import encode_records, score_candidates
 from dpr_dist.eval.generation import GenerationConfig, ranks_from_scores
 from dpr_dist.eval.mbr import expected_f1

@@ -18,7 +18,7 @@ from torch import nn
 
 from dpr_dist.config import Config
 from dpr_dist.data.graphs import PairTable
-from dpr_dist.eval.candidates import Candidates
+from dpr_dist.eval.candidate_sets import Candidates
 from dpr_dist.eval.evaluate import pick_packages, subset_candidates
 from dpr_dist.eval.metrics import package_prf, topk_drugs
 from dpr_dist.train.collate import collate_patients, package_csr

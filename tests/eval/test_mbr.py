@@ -7,7 +7,7 @@ import pytest
 
 from dpr_dist.config import GenerationConfig
 from dpr_dist.eval import mbr
-from dpr_dist.eval.candidates import Candidates
+from dpr_dist.eval.candidate_sets import Candidates
 from dpr_dist.eval.evaluate import evaluate_models, score_candidates, encode_records
 from dpr_dist.eval.generation_eval import generation_metrics
 
