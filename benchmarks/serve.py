@@ -10,7 +10,7 @@ Then, for each server in turn (the other one stopped):
 
 * ``plain``: the same FastAPI app (:func:`dpr_dist.serve.app.plain_app_from_env`) under
   uvicorn in a subprocess, one request per model call;
-* ``serve``: the Ray Serve application (:func:`dpr_dist.serve.app.run_service`), requests
+* ``serve``: the Ray Serve application (:func:`dpr_dist.serve.deploy.run_service`), requests
   batched inside the replica (``@serve.batch``), once per ingress mode (``--ingress``):
   ``haproxy`` (the default of ``serve.ingress``: HAProxy forwards to the replica's own HTTP
   server) and ``proxy`` (Ray's Python proxy actor hands requests to the replica over Ray),
@@ -277,7 +277,7 @@ def run_serve(model_dir: str, patients, n: int, concurrency: list[int], replica_
     import ray
     from ray import serve
 
-    from dpr_dist.serve.app import run_service
+    from dpr_dist.serve.deploy import run_service
     from dpr_dist.serve.ingress import ingress_env
 
     saved = dict(os.environ)

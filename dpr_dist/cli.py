@@ -182,7 +182,7 @@ def cmd_planted(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from dpr_dist.serve.app import reload_model, run_service
+    from dpr_dist.serve.deploy import reload_model, run_service
 
     cfg = _load(args)
     if args.reload:

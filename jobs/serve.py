@@ -19,7 +19,7 @@ except ImportError:  # a checkout or a Ray job working directory without install
 
 from dpr_dist.config import load_config  # noqa: E402
 from dpr_dist.runtime import setup_logging  # noqa: E402
-from dpr_dist.serve.app import reload_model, run_service  # noqa: E402
+from dpr_dist.serve.deploy import reload_model, run_service  # noqa: E402
 
 
 def parse(argv=None) -> argparse.Namespace:

@@ -10,7 +10,9 @@
 * :mod:`dpr_dist.serve.api` -- request and response models (the OpenAPI document);
 * :mod:`dpr_dist.serve.http` -- the FastAPI app: routes, errors, body limit, request ids;
 * :mod:`dpr_dist.serve.app` -- its Ray Serve deployment
-  (``serve run dpr_dist.serve.app:build_app model_dir=...``) and ``dpr serve``.
+  (``serve run dpr_dist.serve.app:build_app model_dir=...``) and the plain baseline;
+* :mod:`dpr_dist.serve.deploy` -- deploying it on a cluster (``dpr serve``, ``serve
+  deploy`` configs, reloading another model in place).
 """
 
 from dpr_dist.serve.inputs import InputError

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from dpr_dist.config import load_config
-from dpr_dist.serve.app import reload_model, run_service, serve_config
+from dpr_dist.serve.deploy import reload_model, run_service, serve_config
 from dpr_dist.serve.model import model_version
 
 pytestmark = pytest.mark.slow  # the application on the local Ray cluster, over real HTTP

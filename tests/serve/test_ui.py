@@ -25,7 +25,8 @@ import requests
 
 from dpr_dist.config import load_config
 from dpr_dist.data.documents import lab_levels
-from dpr_dist.serve.app import PlainBackend, run_service
+from dpr_dist.serve.app import PlainBackend
+from dpr_dist.serve.deploy import run_service
 from dpr_dist.serve.http import create_app
 from dpr_dist.serve.ui import EXAMPLES_FILE, UI_DIR, mount_ui, write_examples
 
