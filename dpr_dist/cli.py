@@ -181,6 +181,20 @@ def cmd_planted(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from dpr_dist.data import io
+    from dpr_dist.eval.compare import compare_files, compare_table
+
+    if len(args.a) != len(args.b):
+        raise ValueError(f"dpr compare: --a is given {len(args.a)} times and --b {len(args.b)} times; "
+                         "pass them in pairs")
+    rows = compare_files(args.prepared, args.split, list(zip(args.a, args.b)), args.metric, args.boot, args.seed)
+    print(compare_table(rows))
+    if args.out:
+        io.write_json(rows, args.out)
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from dpr_dist.serve.deploy import reload_model, run_service
 
@@ -219,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
         "synth": cmd_synth, "import mimic-iv": cmd_import_mimic, "import drugbank-ddi": cmd_import_drugbank,
         "prepare": cmd_prepare, "pretrain": cmd_pretrain, "train": cmd_train, "tune": cmd_tune,
         "evaluate": cmd_evaluate, "pipeline": cmd_pipeline, "serve": cmd_serve, "score": cmd_score,
-        "experiment": cmd_experiment, "planted": cmd_planted,
+        "experiment": cmd_experiment, "planted": cmd_planted, "compare": cmd_compare,
     })
 
 

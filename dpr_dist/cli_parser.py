@@ -192,6 +192,22 @@ def make_parser(handlers: Mapping[str, Callable[[argparse.Namespace], int]]) -> 
     p.add_argument("--out", help="also write the results as JSON to this file")
     _config_args(p)
 
+    p = add("compare", handlers["compare"], "is model A's F1 really higher than B's? (paired, by patient)",
+            "Compare two models' picks on the same records: per-record F1 (or --metric) against the\n"
+            "true packages of the prepared split, the mean difference A - B with a 95% interval from a\n"
+            "bootstrap over patients (a patient's records are resampled together), a two-sided p-value\n"
+            "and the share of records where A is better, worse or level. --a and --b are repeatable\n"
+            "(one comparison per pair, e.g. one per seed); each is a predictions.parquet of dpr evaluate\n"
+            "or dpr pipeline, FILE:MODEL when the file holds several models.")
+    p.add_argument("--prepared", required=True, help="the prepared data the predictions are of (dpr prepare's OUT)")
+    p.add_argument("--split", default="test", choices=("val", "test"), help="the split evaluated (default test)")
+    p.add_argument("--a", required=True, action="append", metavar="FILE[:MODEL]", help="model A's picks")
+    p.add_argument("--b", required=True, action="append", metavar="FILE[:MODEL]", help="model B's picks")
+    p.add_argument("--metric", default="f1", choices=("f1", "precision", "recall", "jaccard"))
+    p.add_argument("--boot", type=int, default=2000, help="bootstrap samples (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    p.add_argument("--out", help="also write the results as JSON to this file")
+
     p = add("pipeline", handlers["pipeline"], "data to results in one command: prepare, train, evaluate",
             "Prepare the EMR and interaction inputs, pre-train NCF, train every listed model with the\n"
             "same trainer and patient encoder, evaluate each on the test split the way the paper does\n"
