@@ -188,7 +188,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if len(args.a) != len(args.b):
         raise ValueError(f"dpr compare: --a is given {len(args.a)} times and --b {len(args.b)} times; "
                          "pass them in pairs")
-    rows = compare_files(args.prepared, args.split, list(zip(args.a, args.b)), args.metric, args.boot, args.seed)
+    rows = compare_files(args.prepared, args.split, list(zip(args.a, args.b)), args.metric, args.boot, args.seed,
+                         pool=args.pool)
     print(compare_table(rows))
     if args.out:
         io.write_json(rows, args.out)

@@ -204,6 +204,9 @@ def make_parser(handlers: Mapping[str, Callable[[argparse.Namespace], int]]) -> 
     p.add_argument("--a", required=True, action="append", metavar="FILE[:MODEL]", help="model A's picks")
     p.add_argument("--b", required=True, action="append", metavar="FILE[:MODEL]", help="model B's picks")
     p.add_argument("--metric", default="f1", choices=("f1", "precision", "recall", "jaccard"))
+    p.add_argument("--pool", action="store_true",
+                   help="one more row: each record's metric averaged over the pairs' A and B sides (e.g. three "
+                        "seeds of each model), bootstrapped over patients the same way")
     p.add_argument("--boot", type=int, default=2000, help="bootstrap samples (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     p.add_argument("--out", help="also write the results as JSON to this file")

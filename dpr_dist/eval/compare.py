@@ -175,15 +175,29 @@ def load_side(spec: str, truth: Truth) -> tuple[str, dict[str, np.ndarray]]:
 
 
 def compare_files(prepared: str, split: str, pairs: Sequence[tuple[str, str]], metric: str = "f1",
-                  n_boot: int = 2000, seed: int = 0) -> list[dict]:
-    """:func:`compare` for each ``(FILE[:MODEL], FILE[:MODEL])`` pair of predictions on one split."""
+                  n_boot: int = 2000, seed: int = 0, pool: bool = False) -> list[dict]:
+    """:func:`compare` for each ``(FILE[:MODEL], FILE[:MODEL])`` pair of predictions on one split.
+
+    With ``pool``, one more row (``label_a`` ``"all pairs"``) compares the means over the
+    pairs: each record's metric averaged over the ``A`` sides and over the ``B`` sides (for
+    example three seeds of each model), bootstrapped over patients like the others. Its
+    interval is conditional on the runs compared: it says how sure the split is of their
+    average, not what another seed would give.
+    """
     truth = Truth.from_prepared(prepared, split)
-    rows = []
+    rows, sides_a, sides_b = [], [], []
     for spec_a, spec_b in pairs:
         label_a, a = load_side(spec_a, truth)
         label_b, b = load_side(spec_b, truth)
+        sides_a.append(a)
+        sides_b.append(b)
         rows.append({"label_a": label_a, "label_b": label_b, "a_file": spec_a, "b_file": spec_b, "split": split,
                      "metric": metric, **compare(a, b, truth, metric, n_boot, seed)})
+    if pool and len(pairs) > 1:
+        a = {k: np.mean([x[k] for x in sides_a], axis=0) for k in METRICS}
+        b = {k: np.mean([x[k] for x in sides_b], axis=0) for k in METRICS}
+        rows.append({"label_a": "all pairs", "label_b": f"mean of {len(pairs)}", "a_file": None, "b_file": None,
+                     "split": split, "metric": metric, **compare(a, b, truth, metric, n_boot, seed)})
     return rows
 
 

@@ -125,3 +125,22 @@ def test_dpr_compare_on_the_command_line(tmp_path, dpr_stdout, capsys):
     assert main(["compare", "--prepared", str(prepared), "--a", f"{pred}:wg", "--a", f"{pred}:wg",
                  "--b", f"{pred}:gnn"]) == 2
     assert "pass them in pairs" in capsys.readouterr().err
+
+
+def test_pooled_row_averages_each_record_over_the_pairs(tmp_path):
+    from dpr_dist.eval.compare import compare_files
+
+    prepared = _prepared(tmp_path / "prepared")
+    seeds = [({"r1": ["a", "b"], "r2": ["c"], "r3": ["a"], "r4": ["e"]}, {"r1": ["a"], "r2": ["c"], "r3": ["a"], "r4": ["x"]}),
+             ({"r1": ["x"], "r2": ["c"], "r3": ["a"], "r4": ["e"]}, {"r1": ["a"], "r2": ["x"], "r3": ["a"], "r4": ["e"]})]
+    pairs = []
+    for i, (a, b) in enumerate(seeds):
+        pq.write_table(pa.concat_tables([picks("wg", a), picks("gnn", b)]), tmp_path / f"s{i}.parquet")
+        pairs.append((f"{tmp_path}/s{i}.parquet:wg", f"{tmp_path}/s{i}.parquet:gnn"))
+    rows = compare_files(str(prepared), "test", pairs, n_boot=300, pool=True)
+    assert len(rows) == 3 and rows[2]["label_a"] == "all pairs"
+    assert rows[2]["a"] == pytest.approx((rows[0]["a"] + rows[1]["a"]) / 2)
+    assert rows[2]["diff"] == pytest.approx((rows[0]["diff"] + rows[1]["diff"]) / 2)
+    # per record over both seeds: r1 (1 + 0)/2 vs (2/3 + 2/3)/2, r2 (1 + 1)/2 vs (1 + 0)/2, r4 (1 + 1)/2 vs (0 + 1)/2
+    assert rows[2]["better"] == pytest.approx(0.5) and rows[2]["worse"] == pytest.approx(0.25)
+    assert len(compare_files(str(prepared), "test", pairs[:1], n_boot=300, pool=True)) == 1
