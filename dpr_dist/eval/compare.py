@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dpr_dist.data import io
+from dpr_dist.train.prepared import read_records
 
 METRICS = ("precision", "recall", "f1", "jaccard")
 
@@ -49,14 +50,7 @@ class Truth:
         Raises:
             FileNotFoundError: when the prepared data has no such split.
         """
-        uri = io.join(prepared, "records", f"split={split}")
-        if not io.exists(uri):
-            raise FileNotFoundError(f"prepared data {prepared} has no {split} split")
-        import pyarrow.dataset as pads
-
-        fs, path = io.filesystem(uri)
-        t = pads.dataset(path, filesystem=fs, format="parquet").to_table(columns=["record_id", "patient_id", "drug_ids"])
-        t = t.sort_by("record_id")
+        t = read_records(prepared, split, ("record_id", "patient_id", "drug_ids"))  # sorted by record id
         names = io.read_table(io.join(prepared, "vocab", "drugs.parquet")).column("name").to_pylist()
         packages = [frozenset(names[i] for i in ids) for ids in t.column("drug_ids").to_pylist()]
         return cls(t.column("record_id").to_pylist(), [str(p) for p in t.column("patient_id").to_pylist()], packages)
