@@ -27,6 +27,8 @@ from dpr_dist.data import io
 from dpr_dist.train.prepared import read_records
 
 METRICS = ("precision", "recall", "f1", "jaccard")
+#: Patient indices drawn at once by the bootstrap (int64: 32 MiB), whatever the split's size.
+BOOT_BLOCK = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -115,8 +117,11 @@ def patient_bootstrap(diff: np.ndarray, groups: Sequence, n_boot: int = 2000, se
     _, g = np.unique(np.asarray(groups), return_inverse=True)
     sums, counts = np.bincount(g, weights=diff), np.bincount(g).astype(np.float64)
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, sums.size, size=(n_boot, sums.size))
-    means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    means = np.empty(n_boot)
+    step = max(1, BOOT_BLOCK // sums.size)  # bootstrap samples per block of drawn patient indices
+    for start in range(0, n_boot, step):
+        draws = rng.integers(0, sums.size, size=(min(step, n_boot - start), sums.size))
+        means[start:start + len(draws)] = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
     alpha = (1.0 - level) / 2
     low, high = np.quantile(means, [alpha, 1.0 - alpha])
     p = min(1.0, max(2 * min(np.mean(means <= 0), np.mean(means >= 0)), 1.0 / n_boot))

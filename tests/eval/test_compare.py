@@ -144,3 +144,15 @@ def test_pooled_row_averages_each_record_over_the_pairs(tmp_path):
     # per record over both seeds: r1 (1 + 0)/2 vs (2/3 + 2/3)/2, r2 (1 + 1)/2 vs (1 + 0)/2, r4 (1 + 1)/2 vs (0 + 1)/2
     assert rows[2]["better"] == pytest.approx(0.5) and rows[2]["worse"] == pytest.approx(0.25)
     assert len(compare_files(str(prepared), "test", pairs[:1], n_boot=300, pool=True)) == 1
+
+
+def test_bootstrap_in_blocks_gives_the_same_interval(monkeypatch):
+    """Large splits draw the bootstrap in blocks (bounded memory); the result does not depend on it."""
+    import dpr_dist.eval.compare as cmp
+
+    rng = np.random.default_rng(3)
+    diff, groups = rng.normal(0.01, 0.2, 600), rng.integers(0, 400, 600)
+    whole = cmp.patient_bootstrap(diff, groups, n_boot=500, seed=2)
+    monkeypatch.setattr(cmp, "BOOT_BLOCK", 400 * 7)  # 7 samples per block, the last block shorter
+    blocks = cmp.patient_bootstrap(diff, groups, n_boot=500, seed=2)
+    assert blocks == pytest.approx(whole)
